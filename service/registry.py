@@ -1,0 +1,87 @@
+"""The registry interface that runners and the CLI use, whatever the transport.
+
+`Registry` is the contract; `service.local.LocalRegistry` implements it on a SQLModel
+session (the embedded default), and an HTTP implementation joins it with the service.
+Every method takes keyword-only arguments and returns `*Public` models, never rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from service.models import (
+    CheckpointCreate,
+    CheckpointPublic,
+    EvalExampleCreate,
+    EvalExamplesPublic,
+    EvaluationCreate,
+    EvaluationPublic,
+    ExperimentPublic,
+    RunCreate,
+    RunPublic,
+    RunsPublic,
+    RunStatus,
+    RunUpdate,
+)
+
+
+class Registry(Protocol):
+    """What a runner or the CLI may ask of the registry."""
+
+    def get_or_create_experiment(self, *, name: str) -> ExperimentPublic:
+        """Return the experiment called `name`, creating it if needed."""
+        ...
+
+    def create_run(self, *, run_in: RunCreate) -> RunPublic:
+        """Create a run."""
+        ...
+
+    def update_run(self, *, run_id: int, run_update: RunUpdate) -> RunPublic:
+        """Apply the set fields of `run_update` to a run."""
+        ...
+
+    def get_run(self, *, ref: str) -> RunPublic:
+        """Return a run by id, or the newest run with that name (NotFoundError if none)."""
+        ...
+
+    def list_runs(
+        self,
+        *,
+        experiment: str | None = None,
+        status: RunStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> RunsPublic:
+        """List runs, newest first."""
+        ...
+
+    def record_checkpoint(self, *, checkpoint_in: CheckpointCreate) -> CheckpointPublic:
+        """Record a checkpoint; idempotent on (run, step, sha256)."""
+        ...
+
+    def get_checkpoint(self, *, checkpoint_id: int) -> CheckpointPublic:
+        """Return a checkpoint (NotFoundError if none)."""
+        ...
+
+    def list_checkpoints(self, *, run_id: int) -> list[CheckpointPublic]:
+        """List a run's checkpoints by step."""
+        ...
+
+    def record_evaluation(
+        self, *, evaluation_in: EvaluationCreate, examples: Sequence[EvalExampleCreate] = ()
+    ) -> EvaluationPublic:
+        """Record an evaluation and its per-example scores in one transaction."""
+        ...
+
+    def list_evaluations(
+        self, *, run_id: int | None = None, checkpoint_id: int | None = None
+    ) -> list[EvaluationPublic]:
+        """List evaluations of a run's checkpoints or of one checkpoint."""
+        ...
+
+    def list_examples(
+        self, *, evaluation_id: int, limit: int | None = None, offset: int = 0
+    ) -> EvalExamplesPublic:
+        """List an evaluation's per-example scores in their original order."""
+        ...
