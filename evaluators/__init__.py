@@ -13,3 +13,7 @@ The spec then names it: `evaluators: [{my_metric: {...}}]`.
 Runners call `evaluators.evaluate_checkpoint(...)` (see `evaluators.runner`); nothing else
 here is public to them.
 """
+
+from evaluators.runner import EvaluatorOutcome, evaluate_checkpoint, prepare_all
+
+__all__ = ["EvaluatorOutcome", "evaluate_checkpoint", "prepare_all"]

@@ -12,12 +12,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, UniqueConstraint
+from sqlalchemy import JSON, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
-TZDateTime = DateTime(timezone=True)
+# DateTime(timezone=True) that also keeps the zone on SQLite (which stores none): binds
+# as UTC, reads back as aware UTC.
+TZDateTime = UTCDateTime()
 
 
 def utcnow() -> datetime:
@@ -72,6 +75,7 @@ class RunBase(SQLModel):
     experiment_id: int = Field(foreign_key="experiment.id", index=True)
     spec_text: str
     spec_hash: str = Field(max_length=64)
+    spec_path: str | None = Field(default=None, description="Where the spec was read from.")
     git_sha: str | None = Field(default=None, max_length=64)
     base_model: str | None = Field(default=None, description="Where the base model came from.")
     base_model_hash: str | None = Field(default=None, max_length=64)

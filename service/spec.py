@@ -31,16 +31,27 @@ class StrictModel(BaseModel):
 
 def _resolve(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir") if info.context else None
-    value = value.expanduser()
+    try:
+        value = value.expanduser()
+    except RuntimeError:  # `~someone/x` for a user that does not exist
+        raise ValueError(f"cannot expand '~' in {value}") from None
     if not value.is_absolute() and base is not None:
         value = Path(base) / value
     return value.resolve() if base is not None else value
 
 
+def _exists(value: Path) -> bool:
+    # Only ValueError becomes a validation error; OSError (name too long, ...) would escape.
+    try:
+        return value.exists()
+    except OSError as exc:
+        raise ValueError(f"cannot check path: {exc.strerror or exc}") from None
+
+
 def _existing_file(value: Path, info: ValidationInfo) -> Path:
     value = _resolve(value, info)
     if (info.context or {}).get("check_files", True):
-        if not value.exists():
+        if not _exists(value):
             raise ValueError(f"file not found: {value}")
         if not value.is_file():
             raise ValueError(f"not a file: {value}")
@@ -49,7 +60,7 @@ def _existing_file(value: Path, info: ValidationInfo) -> Path:
 
 def _existing_path(value: Path, info: ValidationInfo) -> Path:
     value = _resolve(value, info)
-    if (info.context or {}).get("check_files", True) and not value.exists():
+    if (info.context or {}).get("check_files", True) and not _exists(value):
         raise ValueError(f"path not found: {value}")
     return value
 

@@ -1,0 +1,5 @@
+"""Allow `python -m evalctl ...`."""
+
+from evalctl.cli import main
+
+main()

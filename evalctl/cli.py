@@ -1,0 +1,235 @@
+"""The `evalctl` command line: the composition root that wires spec, registry and runners.
+
+Commands are grouped by noun (`evalctl runs list`). A user error exits 2 with one line on
+stderr; a run that fails exits 1 with its recorded reason; tracebacks go to the run's log
+file (set EVALCTL_DEBUG=1 to see them). Heavy libraries are imported inside commands so
+that `evalctl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from service.errors import EvalctlError
+
+app = typer.Typer(
+    help="Track, evaluate and gate fine-tuned LLMs from one YAML spec.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the registry database.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(db_app, name="db")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one line to stderr and exit."""
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def _registry() -> Any:
+    from service.local import LocalRegistry
+    from service.settings import get_settings
+
+    return LocalRegistry(get_settings().db_url)
+
+
+def _dump(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+@app.command()
+def validate(
+    spec: Annotated[Path, typer.Argument(help="The experiment spec (YAML).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Check a spec; print one `file:line:col: field: message` line per problem."""
+    from service.spec_loader import SpecError, load_spec
+
+    try:
+        loaded = load_spec(spec)
+    except SpecError as err:
+        if as_json:
+            _dump([vars(p) for p in err.problems])
+        else:
+            print(str(err), file=sys.stderr)
+        raise typer.Exit(2) from None
+    if as_json:
+        _dump({"valid": True, "name": loaded.name})
+    else:
+        print(f"{spec}: ok ({loaded.name}: {len(loaded.evaluators)} evaluators)")
+
+
+@app.command()
+def run(
+    spec: Annotated[Path | None, typer.Argument(help="The experiment spec (YAML).")] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue RUN from its last checkpoint.")
+    ] = None,
+) -> None:
+    """Fine-tune, checkpoint, evaluate and record one run of a spec."""
+    from runners.run import RunContext, create_run, execute_run
+    from service.settings import get_settings
+    from service.spec_loader import SpecError, load_spec
+
+    settings, registry, console = get_settings(), _registry(), _console()
+    previous = registry.get_run(ref=resume) if resume else None
+    if spec is None:
+        if previous is None or not previous.spec_path:
+            fail("give a SPEC, or --resume RUN for a run that was started from a spec file")
+        spec = Path(previous.spec_path)
+    try:
+        loaded = load_spec(spec)
+    except SpecError as err:
+        print(str(err), file=sys.stderr)
+        raise typer.Exit(2) from None
+    ctx = RunContext(spec=loaded, registry=registry, settings=settings, console=console)
+    record = previous or create_run(ctx)
+    console.print(f"run [bold]{record.id}[/] ({loaded.name}) -> {settings.home_dir}")
+    try:
+        finished = execute_run(ctx, record, resume=previous is not None)
+    except KeyboardInterrupt:
+        fail(f"run {record.id} interrupted; continue with: evalctl run --resume {record.id}", 130)
+    except Exception as exc:
+        if os.environ.get("EVALCTL_DEBUG"):
+            raise
+        from runners.run import failure_reason, run_dir
+
+        log = run_dir(settings, record.id) / "run.log"
+        fail(f"run {record.id} failed: {failure_reason(exc)} (log: {log})", 1)
+    _print_summary(console, registry, finished)
+
+
+def _print_summary(console: Any, registry: Any, run: Any) -> None:
+    from evalctl.render import base_vs_best_table
+
+    checkpoints = registry.list_checkpoints(run_id=run.id)
+    evaluations = registry.list_evaluations(run_id=run.id)
+    base = next((c for c in checkpoints if c.step == 0), None)
+    best = next((c for c in checkpoints if c.id == run.best_checkpoint_id), None)
+    if base and best:
+        console.print(base_vs_best_table(base, best, evaluations))
+    console.print(f"run {run.id} {run.status.value}; details: evalctl runs show {run.id}")
+
+
+@runs_app.command("list")
+def runs_list(
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List runs, newest first."""
+    from evalctl.render import runs_table
+    from service.models import RunStatus
+
+    if status is not None and status not in RunStatus.__members__:
+        fail(f"--status: unknown status '{status}' (one of {', '.join(RunStatus.__members__)})")
+    registry = _registry()
+    page = registry.list_runs(
+        experiment=experiment, status=RunStatus(status) if status else None, limit=limit
+    )
+    if as_json:
+        _dump({"data": [r.model_dump(mode="json") for r in page.data], "count": page.count})
+        return
+    experiments = {r.experiment_id: r.name for r in page.data}
+    _console().print(runs_table(page.data, experiments))
+    print(f"{len(page.data)} of {page.count} runs")
+
+
+@runs_app.command("show")
+def runs_show(
+    ref: Annotated[str, typer.Argument(help="Run id, or name (newest run with that name).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a run: spec summary, checkpoints with their scores, best checkpoint per metric."""
+    from evalctl.render import best_per_metric, checkpoints_table, fmt
+
+    registry = _registry()
+    run = registry.get_run(ref=ref)
+    checkpoints = registry.list_checkpoints(run_id=run.id)
+    evaluations = registry.list_evaluations(run_id=run.id)
+    best = best_per_metric(checkpoints, evaluations)
+    if as_json:
+        _dump(
+            {
+                "run": run.model_dump(mode="json", exclude={"spec_text"}),
+                "spec": run.spec_text,
+                "checkpoints": [c.model_dump(mode="json") for c in checkpoints],
+                "evaluations": [e.model_dump(mode="json") for e in evaluations],
+                "best_per_metric": best,
+            }
+        )
+        return
+    console = _console()
+    console.print(f"[bold]run {run.id}[/] {run.name}  status: {run.status.value}")
+    if run.failure_reason:
+        console.print(f"  failure: [red]{run.failure_reason}[/]")
+    console.print(f"  base model: {run.base_model or '-'} ({(run.base_model_hash or '-')[:12]})")
+    for name, digest in sorted(run.dataset_hashes.items()):
+        console.print(f"  data {name}: {digest[:12]}")
+    console.print(f"  spec: {run.spec_path or '-'} ({run.spec_hash[:12]}), git: {run.git_sha or '-'}")
+    console.print(f"  mlflow run: {run.mlflow_run_id or '-'}")
+    console.print(checkpoints_table(checkpoints, evaluations, run.best_checkpoint_id))
+    if best:
+        console.print("best checkpoint per metric:")
+        for metric, info in best.items():
+            console.print(f"  {metric}: {fmt(info['value'])} at step {info['step']}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply database migrations (EVALCTL_DATABASE_URL, else SQLite under EVALCTL_HOME)."""
+    from service.db import upgrade
+    from service.settings import get_settings
+
+    url = get_settings().db_url
+    upgrade(url, revision)
+    print(f"database at {_redact(url)} upgraded to {revision}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        from evalctl import __version__
+
+        print(f"evalctl {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Run the CLI; user errors become one line and exit code 2."""
+    try:
+        app()
+    except EvalctlError as err:
+        if os.environ.get("EVALCTL_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

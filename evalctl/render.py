@@ -1,0 +1,137 @@
+"""Terminal and JSON views of runs, checkpoints and evaluations for the CLI.
+
+Owns presentation only: which columns a table has, how numbers are printed, and which
+direction is better for a metric when the user did not say. No registry access here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from service.models import CheckpointPublic, EvaluationPublic, RunPublic
+
+LOWER_IS_BETTER = ("loss", "ppl", "nll", "perplexity", "error", "unsafe", "latency")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Guess a metric's direction from its name (loss/ppl/error: lower is better)."""
+    name = metric.rsplit(".", 1)[-1].lower()
+    return any(word in name for word in LOWER_IS_BETTER)
+
+
+def fmt(value: Any) -> str:
+    """Format a number compactly for a table cell; blanks for missing values."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    return str(value)
+
+
+def checkpoint_metrics(
+    checkpoints: list[CheckpointPublic], evaluations: list[EvaluationPublic]
+) -> dict[int, dict[str, float]]:
+    """Return checkpoint id -> {'evaluator.metric': value, 'eval_loss': ...}."""
+    table: dict[int, dict[str, float]] = {c.id: {} for c in checkpoints}
+    for c in checkpoints:
+        for name in ("train_loss", "eval_loss"):
+            value = getattr(c, name)
+            if value is not None:
+                table[c.id][name] = float(value)
+    for e in evaluations:
+        if e.checkpoint_id in table:
+            for key, value in e.metrics.items():
+                table[e.checkpoint_id][f"{e.evaluator}.{key}"] = float(value)
+    return table
+
+
+def best_per_metric(
+    checkpoints: list[CheckpointPublic], evaluations: list[EvaluationPublic]
+) -> dict[str, dict[str, Any]]:
+    """Return, per metric, the trained checkpoint with the best value and that value."""
+    values = checkpoint_metrics(checkpoints, evaluations)
+    by_id = {c.id: c for c in checkpoints}
+    best: dict[str, dict[str, Any]] = {}
+    for cid, metrics in values.items():
+        if by_id[cid].step == 0:
+            continue
+        for metric, value in metrics.items():
+            current = best.get(metric)
+            if current is None:
+                better = True
+            elif lower_is_better(metric):
+                better = value < current["value"]
+            else:
+                better = value > current["value"]
+            if better:
+                best[metric] = {"checkpoint_id": cid, "step": by_id[cid].step, "value": value}
+    return dict(sorted(best.items()))
+
+
+def runs_table(runs: list[RunPublic], experiments: dict[int, str]) -> Table:
+    """Return the `evalctl runs list` table."""
+    table = Table(title=None, show_lines=False)
+    for column in ("id", "name", "experiment", "status", "created", "duration", "best ckpt"):
+        table.add_column(column)
+    for run in runs:
+        duration = (
+            f"{(run.finished_at - run.started_at).total_seconds():.0f}s"
+            if run.finished_at and run.started_at
+            else "-"
+        )
+        status = run.status.value
+        if run.status.value == "failed":
+            status = "[red]failed[/]"
+        table.add_row(
+            str(run.id),
+            run.name,
+            experiments.get(run.experiment_id, str(run.experiment_id)),
+            status,
+            run.created_at.strftime("%Y-%m-%d %H:%M"),
+            duration,
+            fmt(run.best_checkpoint_id),
+        )
+    return table
+
+
+def checkpoints_table(
+    checkpoints: list[CheckpointPublic], evaluations: list[EvaluationPublic], best_id: int | None
+) -> Table:
+    """Return one row per checkpoint with every metric as a column."""
+    values = checkpoint_metrics(checkpoints, evaluations)
+    metrics = sorted({m for row in values.values() for m in row})
+    failed = {(e.checkpoint_id, e.evaluator): e.error for e in evaluations if e.error}
+    table = Table()
+    for column in ("id", "step", "sha256", *metrics):
+        table.add_column(column, justify="right" if column != "sha256" else "left")
+    for c in sorted(checkpoints, key=lambda c: c.step):
+        mark = " *" if c.id == best_id else ""
+        cells = [fmt(values[c.id].get(m)) for m in metrics]
+        table.add_row(f"{c.id}{mark}", str(c.step), c.sha256[:12], *cells)
+    if failed:
+        table.caption = "failed evaluators: " + "; ".join(
+            f"ckpt {cid} {name}: {err}" for (cid, name), err in failed.items()
+        )
+    return table
+
+
+def base_vs_best_table(
+    base: CheckpointPublic, best: CheckpointPublic, evaluations: list[EvaluationPublic]
+) -> Table:
+    """Return the base-model-vs-best-checkpoint comparison printed after a run."""
+    values = checkpoint_metrics([base, best], evaluations)
+    metrics = sorted(set(values[base.id]) | set(values[best.id]))
+    table = Table(title=f"base model vs best checkpoint (step {best.step})")
+    for column in ("metric", "base", f"step {best.step}", "delta", ""):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric in metrics:
+        b, n = values[base.id].get(metric), values[best.id].get(metric)
+        delta = n - b if b is not None and n is not None else None
+        verdict = ""
+        if delta is not None and delta != 0:
+            improved = (delta < 0) == lower_is_better(metric)
+            verdict = "[green]better[/]" if improved else "[red]worse[/]"
+        table.add_row(metric, fmt(b), fmt(n), fmt(delta), verdict)
+    return table

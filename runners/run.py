@@ -1,0 +1,411 @@
+"""Run orchestration: one spec -> one recorded run, embedded or driven by a runner.
+
+Owns the order of a run (check evaluator inputs, resolve the model, read and check the
+data, score the base model as step 0, train, pick the best checkpoint) and its bookkeeping:
+status, timings, lineage (spec, git sha, dataset and model hashes) and the failure reason
+when something goes wrong. Checkpoints already recorded stay valid when a run fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from service.errors import EvalctlError
+from service.models import (
+    CheckpointCreate,
+    CheckpointPublic,
+    EvalExampleCreate,
+    EvaluationCreate,
+    EvaluationPublic,
+    EvaluationStatus,
+    RunCreate,
+    RunPublic,
+    RunStatus,
+    RunUpdate,
+    utcnow,
+)
+from service.registry import Registry
+from service.settings import Settings
+from service.spec import Spec
+
+log = logging.getLogger("evalctl.run")
+
+
+@dataclass
+class RunContext:
+    """What every step of a run needs."""
+
+    spec: Spec
+    registry: Registry
+    settings: Settings
+    console: Console
+
+    @property
+    def spec_dir(self) -> Path:
+        """Return the folder relative spec paths resolve against."""
+        return self.spec.source.parent if self.spec.source else Path.cwd()
+
+
+def run_dir(settings: Settings, run_id: int) -> Path:
+    """Return the folder holding a run's checkpoints and log."""
+    path = settings.home_dir / "runs" / str(run_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def create_run(ctx: RunContext) -> RunPublic:
+    """Record a new run for the spec (status queued) and return it."""
+    spec = ctx.spec
+    experiment = ctx.registry.get_or_create_experiment(name=spec.experiment_name)
+    return ctx.registry.create_run(
+        run_in=RunCreate(
+            name=spec.name,
+            experiment_id=experiment.id,
+            spec_text=spec.text,
+            spec_hash=hashlib.sha256(spec.text.encode()).hexdigest(),
+            spec_path=str(spec.source) if spec.source else None,
+            git_sha=git_sha(ctx.spec_dir),
+            tags=dict(spec.tracking.tags),
+        )
+    )
+
+
+def git_sha(folder: Path) -> str | None:
+    """Return the HEAD commit of the git repository holding `folder`, if any."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def execute_run(ctx: RunContext, run: RunPublic, *, resume: bool = False) -> RunPublic:
+    """Carry a run to the end, recording success or the failure reason."""
+    folder = run_dir(ctx.settings, run.id)
+    handler = _attach_log(folder / "run.log")
+    ctx.registry.update_run(
+        run_id=run.id,
+        run_update=RunUpdate(status=RunStatus.running, started_at=utcnow(), failure_reason=None),
+    )
+    tracker: Any = None
+    try:
+        tracker = _execute(ctx, run, folder, resume)
+    except BaseException as exc:
+        reason = failure_reason(exc)
+        log.exception("run %s failed: %s", run.id, reason)
+        status = RunStatus.cancelled if isinstance(exc, KeyboardInterrupt) else RunStatus.failed
+        ctx.registry.update_run(
+            run_id=run.id,
+            run_update=RunUpdate(status=status, failure_reason=reason, finished_at=utcnow()),
+        )
+        _end_tracker(ctx, run, "KILLED" if status is RunStatus.cancelled else "FAILED")
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    if tracker is not None:
+        tracker.end("FINISHED")
+    return ctx.registry.update_run(
+        run_id=run.id,
+        run_update=RunUpdate(status=RunStatus.succeeded, finished_at=utcnow()),
+    )
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Return the one-line reason recorded on a failed run."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, EvalctlError):
+        return str(exc)
+    text = str(exc)
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left" in text:
+        where = getattr(exc, "filename", None) or "the run folder"
+        return f"disk full while writing {where}: no space left on device"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _attach_log(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _end_tracker(ctx: RunContext, run: RunPublic, status: str) -> None:
+    fresh = ctx.registry.get_run(ref=str(run.id))
+    if fresh.mlflow_run_id and ctx.spec.tracking.mlflow:
+        try:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(ctx.settings.tracking_uri).set_terminated(fresh.mlflow_run_id, status)
+        except Exception:  # the run already failed; MLflow's state is best effort here
+            log.warning("could not mark MLflow run %s as %s", fresh.mlflow_run_id, status)
+
+
+def _execute(ctx: RunContext, run: RunPublic, folder: Path, resume: bool) -> Any:
+    from evaluators import prepare_all
+    from evaluators.registry import build_evaluator
+
+    from .data import CausalLMCollator
+    from .sources import load_model, pick_device, resolve_base_model
+    from .train import RegistryCallback, train, training_progress, wrap_model
+
+    spec, console = ctx.spec, ctx.console
+    context = {"base_dir": ctx.spec_dir, "check_files": True}
+    evaluators = [(n, build_evaluator(n, c, context)) for n, c in spec.evaluator_configs()]
+    prepare_all(evaluators)
+    device = pick_device(spec.training.device)
+    with console.status("resolving the base model (a GGUF file is converted once)"):
+        resolved = resolve_base_model(spec.base_model, cache_dir=ctx.settings.cache_dir)
+        model, tokenizer = load_model(
+            resolved,
+            dtype=spec.base_model.dtype,
+            device=device,
+            trust=spec.base_model.trust_remote_code,
+        )
+    train_rows, eval_rows, hashes, renderer = _prepare_data(ctx, tokenizer)
+    ctx.registry.update_run(
+        run_id=run.id,
+        run_update=RunUpdate(
+            base_model=resolved.source, base_model_hash=resolved.sha256, dataset_hashes=hashes
+        ),
+    )
+    tracker = _start_tracker(ctx, run, device, resolved, len(train_rows))
+    scorer = CheckpointScorer(ctx, run, evaluators, tokenizer, renderer, tracker)
+    existing = ctx.registry.list_checkpoints(run_id=run.id)
+    if not any(c.step == 0 for c in existing):
+        base = ctx.registry.record_checkpoint(
+            checkpoint_in=CheckpointCreate(
+                run_id=run.id, step=0, path=str(resolved.path), sha256=resolved.sha256
+            )
+        )
+        scorer(base, model)
+    resume_from = _resume_point(existing) if resume else None
+    model = wrap_model(model, spec.training)
+    with training_progress(console) as progress:
+        callback = RegistryCallback(
+            registry=ctx.registry,
+            run_id=run.id,
+            tracker=tracker,
+            score=scorer,
+            patience=spec.training.early_stopping_patience,
+            progress=progress,
+        )
+        train(
+            spec=spec,
+            model=model,
+            tokenizer=tokenizer,
+            train_rows=train_rows,
+            eval_rows=eval_rows,
+            collator=CausalLMCollator(tokenizer),
+            out_dir=folder / "checkpoints",
+            device=device,
+            callback=callback,
+            resume_from=resume_from,
+        )
+    best = pick_best(spec, ctx.registry, run.id)
+    if best is not None:
+        ctx.registry.update_run(run_id=run.id, run_update=RunUpdate(best_checkpoint_id=best.id))
+        tracker.set_tags({"evalctl.best_checkpoint_step": str(best.step)})
+    return tracker
+
+
+def _prepare_data(ctx: RunContext, tokenizer: Any) -> tuple[Any, Any, dict[str, str], Any]:
+    from service.prompting import PromptRenderer
+
+    from .data import build_examples, check_data, read_jsonl, render_report
+
+    data, training = ctx.spec.data, ctx.spec.training
+    renderer = PromptRenderer(data, tokenizer)
+    sets = []
+    for path in (data.train, data.eval):
+        if path is None:
+            sets.append(None)
+            continue
+        rows = read_jsonl(path, data.format, on_bad_rows=data.on_bad_rows)
+        sets.append(
+            build_examples(
+                rows,
+                renderer,
+                tokenizer,
+                max_seq_len=training.max_seq_len,
+                on_long_rows=data.on_long_rows,
+            )
+        )
+    report = check_data(sets[0], sets[1])
+    ctx.console.print(render_report(report))
+    for warning in report.warnings:
+        ctx.console.print(f"[yellow]warning:[/] {warning}")
+        log.warning(warning)
+    eval_rows = sets[1].rows if sets[1] is not None else None
+    return sets[0].rows, eval_rows, report.hashes, renderer
+
+
+def _start_tracker(
+    ctx: RunContext, run: RunPublic, device: str, resolved: Any, n_train: int
+) -> Any:
+    from .tracking import MlflowTracker, NullTracker, system_info
+
+    spec = ctx.spec
+    if not spec.tracking.mlflow:
+        return NullTracker()
+    tracker = MlflowTracker(
+        tracking_uri=ctx.settings.tracking_uri,
+        experiment=spec.experiment_name,
+        run_name=f"{spec.name}-{run.id}",
+        tags={"evalctl.run_id": str(run.id), **spec.tracking.tags},
+        run_id=run.mlflow_run_id,
+    )
+    if run.mlflow_run_id is None:
+        ctx.registry.update_run(
+            run_id=run.id, run_update=RunUpdate(mlflow_run_id=tracker.run_id)
+        )
+        params = flatten(spec.training.model_dump(mode="json"), "training")
+        params.update(
+            {
+                "base_model": resolved.source,
+                "base_model.sha256": resolved.sha256,
+                "data.format": spec.data.format,
+                "data.train_rows": n_train,
+                "evaluators": ",".join(n for n, _ in spec.evaluator_configs()),
+            }
+        )
+        tracker.log_params(params)
+        tracker.set_tags(system_info(device))
+    return tracker
+
+
+def flatten(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Flatten nested dicts into dotted keys (MLflow params are flat)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def _resume_point(existing: list[CheckpointPublic]) -> Path | None:
+    from .sources import sha256_weights
+
+    trained = [c for c in existing if c.step > 0]
+    if not trained:
+        return None
+    last = max(trained, key=lambda c: c.step)
+    path = Path(last.path)
+    if not path.is_dir():
+        raise EvalctlError(f"cannot resume: checkpoint folder {path} is missing")
+    if sha256_weights(path) != last.sha256:
+        raise EvalctlError(f"cannot resume: {path} changed since step {last.step} was recorded")
+    return path
+
+
+class CheckpointScorer:
+    """Scores one checkpoint with every evaluator and records the evaluations."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        run: RunPublic,
+        evaluators: list[tuple[str, Any]],
+        tokenizer: Any,
+        renderer: Any,
+        tracker: Any,
+    ) -> None:
+        self.ctx, self.run, self.evaluators = ctx, run, evaluators
+        self.tokenizer, self.renderer, self.tracker = tokenizer, renderer, tracker
+
+    def __call__(self, checkpoint: CheckpointPublic, model: Any) -> list[EvaluationPublic]:
+        """Evaluate `model` (the weights of `checkpoint`) and record the results."""
+        from evaluators import evaluate_checkpoint
+        from evaluators.base import ModelHandle
+
+        if not self.evaluators:
+            return []
+        handle = ModelHandle(
+            model=model,
+            tokenizer=self.tokenizer,
+            model_hash=checkpoint.sha256,
+            render_prompt=self.renderer.render_text,
+            cache_dir=self.ctx.settings.cache_dir / "generations",
+        )
+        label = "base model" if checkpoint.step == 0 else f"step {checkpoint.step}"
+        with self.ctx.console.status(f"evaluating {label}"):
+            outcomes = evaluate_checkpoint(handle=handle, evaluators=self.evaluators)
+        recorded = []
+        for outcome in outcomes:
+            recorded.append(self._record(checkpoint, outcome))
+            if outcome.error:
+                self.ctx.console.print(f"[red]evaluator {outcome.name} failed:[/] {outcome.error}")
+        return recorded
+
+    def _record(self, checkpoint: CheckpointPublic, outcome: Any) -> EvaluationPublic:
+        result = outcome.result
+        metrics = dict(result.metrics) if result else {}
+        examples = [
+            EvalExampleCreate(
+                position=i, example_id=ex.example_id, scores=ex.scores, details=ex.details
+            )
+            for i, ex in enumerate(result.examples if result else [])
+        ]
+        evaluation = self.ctx.registry.record_evaluation(
+            evaluation_in=EvaluationCreate(
+                checkpoint_id=checkpoint.id,
+                evaluator=outcome.name,
+                config_hash=outcome.config_hash,
+                status=EvaluationStatus.failed if outcome.error else EvaluationStatus.succeeded,
+                error=outcome.error,
+                metrics=metrics,
+                n_examples=len(examples),
+                duration_s=outcome.duration_s,
+            ),
+            examples=examples,
+        )
+        named = {f"{outcome.name}.{k}": v for k, v in metrics.items()}
+        self.tracker.log_metrics(named, step=checkpoint.step)
+        return evaluation
+
+
+def metric_value(
+    metric: str, checkpoint: CheckpointPublic, evaluations: list[EvaluationPublic]
+) -> float | None:
+    """Return a checkpoint's value of `metric` ('eval_loss', 'train_loss' or 'evaluator.key')."""
+    if metric in ("eval_loss", "train_loss"):
+        value = getattr(checkpoint, metric)
+        return None if value is None else float(value)
+    evaluator, _, key = metric.partition(".")
+    for evaluation in evaluations:
+        if evaluation.checkpoint_id == checkpoint.id and evaluation.evaluator == evaluator:
+            value = evaluation.metrics.get(key)
+            return None if value is None else float(value)
+    return None
+
+
+def pick_best(spec: Spec, registry: Registry, run_id: int) -> CheckpointPublic | None:
+    """Return the trained checkpoint that is best by the spec's metric (else the last)."""
+    trained = [c for c in registry.list_checkpoints(run_id=run_id) if c.step > 0]
+    if not trained:
+        return None
+    chosen = spec.best_checkpoint
+    metric, mode = (chosen.metric, chosen.mode) if chosen else ("eval_loss", "min")
+    evaluations = registry.list_evaluations(run_id=run_id)
+    scored = [(metric_value(metric, c, evaluations), c) for c in trained]
+    valued = [(v, c) for v, c in scored if v is not None]
+    if not valued:
+        return max(trained, key=lambda c: c.step)
+    sign = 1 if mode == "max" else -1
+    # Ties go to the earlier checkpoint: fewer steps for the same score.
+    return max(valued, key=lambda vc: (sign * vc[0], -vc[1].step))[1]

@@ -1,0 +1,273 @@
+"""Data access for the registry: every SQL statement evalctl runs against its tables.
+
+Functions take keyword-only arguments and a SQLModel `Session`, return table rows, and
+commit their own writes (one call, one transaction). Unknown ids raise `NotFoundError`
+with a one-line message. Callers that must not hand out rows (the `Registry`
+implementations, the API routes) convert them to `*Public` models. This module does not
+open sessions or engines (`service.db`, `service.local`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import func, insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from service.errors import EvalctlError, NotFoundError, did_you_mean
+from service.models import (
+    Checkpoint,
+    CheckpointCreate,
+    EvalExample,
+    EvalExampleCreate,
+    Evaluation,
+    EvaluationCreate,
+    Experiment,
+    Run,
+    RunCreate,
+    RunStatus,
+    RunUpdate,
+)
+
+T = TypeVar("T")
+
+# --- experiments -----------------------------------------------------------------------
+
+
+def get_or_create_experiment(*, session: Session, name: str) -> Experiment:
+    """Return the experiment called `name`, creating it if needed (safe under a race)."""
+    query = select(Experiment).where(Experiment.name == name)
+    existing = session.exec(query).first()
+    if existing is not None:
+        return existing
+    return _insert_or_reselect(session=session, row=Experiment(name=name), query=query)
+
+
+def list_experiments(*, session: Session) -> list[Experiment]:
+    """List all experiments by name."""
+    return list(session.exec(select(Experiment).order_by(col(Experiment.name))).all())
+
+
+def get_experiment_by_name(*, session: Session, name: str) -> Experiment:
+    """Return the experiment called `name` (NotFoundError, with a suggestion, if none)."""
+    row = session.exec(select(Experiment).where(Experiment.name == name)).first()
+    if row is None:
+        names = session.exec(select(Experiment.name)).all()
+        raise NotFoundError(f"experiment '{name}' not found.{did_you_mean(name, names)}")
+    return row
+
+
+# --- runs ------------------------------------------------------------------------------
+
+
+def create_run(*, session: Session, run_in: RunCreate) -> Run:
+    """Create a run in an existing experiment."""
+    _get(session, Experiment, run_in.experiment_id)
+    run = Run.model_validate(run_in)
+    session.add(run)
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+def get_run(*, session: Session, run_id: int) -> Run:
+    """Return a run by id."""
+    return _get(session, Run, run_id)
+
+
+def find_run(*, session: Session, ref: str | int) -> Run:
+    """Return a run by id, else the newest run named `ref`."""
+    ref = str(ref).strip()
+    if ref.isdigit():
+        run = session.get(Run, int(ref))
+        if run is not None:
+            return run
+    newest = (
+        select(Run).where(Run.name == ref).order_by(col(Run.created_at).desc(), col(Run.id).desc())
+    )
+    run = session.exec(newest).first()
+    if run is None:
+        raise NotFoundError(f"run {ref} not found" if ref.isdigit() else f"run '{ref}' not found")
+    return run
+
+
+def update_run(*, session: Session, run_id: int, run_update: RunUpdate) -> Run:
+    """Apply the fields set in `run_update` to a run."""
+    run = _get(session, Run, run_id)
+    data = run_update.model_dump(exclude_unset=True)
+    best = data.get("best_checkpoint_id")
+    if best is not None:
+        checkpoint = _get(session, Checkpoint, best)
+        if checkpoint.run_id != run_id:
+            owner = checkpoint.run_id
+            raise EvalctlError(f"checkpoint {best} belongs to run {owner}, not run {run_id}")
+    run.sqlmodel_update(data)
+    session.add(run)
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+def list_runs(
+    *,
+    session: Session,
+    experiment: str | None = None,
+    status: RunStatus | str | None = None,
+    limit: int | None = 100,
+    offset: int = 0,
+) -> tuple[list[Run], int]:
+    """Return one page of runs, newest first, and how many match in all."""
+    query = select(Run)
+    if experiment is not None:
+        experiment_id = get_experiment_by_name(session=session, name=experiment).id
+        query = query.where(Run.experiment_id == experiment_id)
+    if status is not None:
+        query = query.where(Run.status == RunStatus(status))
+    order = (col(Run.created_at).desc(), col(Run.id).desc())
+    rows = session.exec(query.order_by(*order).offset(offset).limit(limit)).all()
+    return list(rows), _count(session, query)
+
+
+# --- checkpoints -----------------------------------------------------------------------
+
+
+def record_checkpoint(*, session: Session, checkpoint_in: CheckpointCreate) -> Checkpoint:
+    """Record a checkpoint; the same (run, step, sha256) returns the existing row."""
+    _get(session, Run, checkpoint_in.run_id)
+    query = select(Checkpoint).where(
+        Checkpoint.run_id == checkpoint_in.run_id,
+        Checkpoint.step == checkpoint_in.step,
+        Checkpoint.sha256 == checkpoint_in.sha256,
+    )
+    existing = session.exec(query).first()
+    if existing is not None:
+        return existing
+    row = Checkpoint.model_validate(checkpoint_in)
+    return _insert_or_reselect(session=session, row=row, query=query)
+
+
+def get_checkpoint(*, session: Session, checkpoint_id: int) -> Checkpoint:
+    """Return a checkpoint by id."""
+    return _get(session, Checkpoint, checkpoint_id)
+
+
+def list_checkpoints(*, session: Session, run_id: int) -> list[Checkpoint]:
+    """List a run's checkpoints by step (then by when they were recorded)."""
+    _get(session, Run, run_id)
+    query = (
+        select(Checkpoint)
+        .where(Checkpoint.run_id == run_id)
+        .order_by(col(Checkpoint.step), col(Checkpoint.id))
+    )
+    return list(session.exec(query).all())
+
+
+# --- evaluations -----------------------------------------------------------------------
+
+
+def record_evaluation(
+    *,
+    session: Session,
+    evaluation_in: EvaluationCreate,
+    examples: Sequence[EvalExampleCreate] = (),
+) -> Evaluation:
+    """Insert an evaluation and all its examples in one transaction.
+
+    `n_examples` defaults to `len(examples)` when left at 0. Scores and metrics must be
+    finite: JSON (and so Postgres) cannot store NaN or infinity.
+    """
+    _get(session, Checkpoint, evaluation_in.checkpoint_id)
+    _check_finite("metrics", evaluation_in.metrics)
+    for example in examples:
+        _check_finite(f"example '{example.example_id}' scores", example.scores)
+    evaluation = Evaluation.model_validate(evaluation_in)
+    if examples and not evaluation.n_examples:
+        evaluation.n_examples = len(examples)
+    try:
+        session.add(evaluation)
+        session.flush()
+        if examples:
+            rows = [{**ex.model_dump(), "evaluation_id": evaluation.id} for ex in examples]
+            # One executemany (batched multi-row VALUES) instead of 10,000 ORM objects.
+            session.exec(insert(EvalExample), params=rows)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    session.refresh(evaluation)
+    return evaluation
+
+
+def get_evaluation(*, session: Session, evaluation_id: int) -> Evaluation:
+    """Return an evaluation by id."""
+    return _get(session, Evaluation, evaluation_id)
+
+
+def list_evaluations(
+    *, session: Session, run_id: int | None = None, checkpoint_id: int | None = None
+) -> list[Evaluation]:
+    """List evaluations of a run's checkpoints and/or one checkpoint, oldest first."""
+    query = select(Evaluation)
+    if run_id is not None:
+        _get(session, Run, run_id)
+        query = query.join(Checkpoint, col(Checkpoint.id) == col(Evaluation.checkpoint_id))
+        query = query.where(Checkpoint.run_id == run_id)
+    if checkpoint_id is not None:
+        _get(session, Checkpoint, checkpoint_id)
+        query = query.where(Evaluation.checkpoint_id == checkpoint_id)
+    query = query.order_by(col(Evaluation.created_at), col(Evaluation.id))
+    return list(session.exec(query).all())
+
+
+def list_examples(
+    *, session: Session, evaluation_id: int, limit: int | None = None, offset: int = 0
+) -> tuple[list[EvalExample], int]:
+    """Return an evaluation's examples by position (one page) and how many it has."""
+    _get(session, Evaluation, evaluation_id)
+    query = select(EvalExample).where(EvalExample.evaluation_id == evaluation_id)
+    ordered = query.order_by(col(EvalExample.position), col(EvalExample.id))
+    rows = session.exec(ordered.offset(offset).limit(limit)).all()
+    return list(rows), _count(session, query)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _get(session: Session, model: type[T], row_id: int) -> T:
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFoundError(f"{_noun(model)} {row_id} not found")
+    return row
+
+
+def _noun(model: type[Any]) -> str:
+    return str(getattr(model, "__tablename__", model.__name__.lower())).replace("_", " ")
+
+
+def _count(session: Session, query: SelectOfScalar[Any]) -> int:
+    return session.exec(select(func.count()).select_from(query.subquery())).one()
+
+
+def _insert_or_reselect(*, session: Session, row: T, query: SelectOfScalar[T]) -> T:
+    """Insert `row`; if a concurrent writer inserted the same unique key first, return theirs."""
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        existing = session.exec(query).first()
+        if existing is None:
+            raise
+        return existing
+    session.refresh(row)
+    return row
+
+
+def _check_finite(what: str, values: dict[str, float]) -> None:
+    bad = [key for key, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise ValueError(f"{what}: {', '.join(bad)} not finite; JSON cannot store NaN or inf")
