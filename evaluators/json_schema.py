@@ -98,11 +98,19 @@ class JsonSchemaEvaluator(Evaluator):
             prompts,
             max_new_tokens=self.config.max_new_tokens,
             batch_size=self.config.batch_size,
-            # A rendered prompt is the training prompt string and carries its own special
-            # tokens (chat template); adding BOS again would shift it from training.
-            add_special_tokens=raw,
+            add_special_tokens=needs_special_tokens(handle.tokenizer, prompts),
         )
         return score_outputs(outputs, rows, self._validator)
+
+
+def needs_special_tokens(tokenizer: Any, prompts: list[str]) -> bool:
+    """Return whether the tokenizer should add its special tokens (BOS) to these prompts.
+
+    Training adds the tokenizer's BOS to plain prompts, while chat templates write their
+    own; a prompt that already starts with the BOS text must not get a second one.
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    return not (bos and prompts and all(p.startswith(bos) for p in prompts))
 
 
 def load_validator(path: Path) -> Any:

@@ -13,6 +13,7 @@ instead, so a read-then-write transaction waits for other writers rather than fa
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ IMMEDIATE: dict[str, Any] = {"sqlite_begin": "IMMEDIATE"}
 ALEMBIC_DIR = Path(service.__file__).resolve().parent.parent / "alembic"
 
 
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
 def normalize_url(url: str) -> str:
     """Return `url` with Postgres URLs pointed at the psycopg 3 driver."""
     parsed = make_url(url)
@@ -45,6 +50,8 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for `url`; extra keyword arguments go to `create_engine`."""
     url = normalize_url(url)
+    # NaN/inf are not JSON: SQLite would store them and Postgres reject them; refuse both.
+    kwargs.setdefault("json_serializer", _json_dumps)
     if make_url(url).get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(url, **kwargs)

@@ -221,7 +221,9 @@ class TrackingSpec(StrictModel):
 class BestCheckpointSpec(StrictModel):
     """Which metric picks the best checkpoint of a run."""
 
-    metric: str = Field(description="'evaluator.metric' (e.g. json_schema.valid_rate) or eval_loss.")
+    metric: str = Field(
+        description="'evaluator.metric' (e.g. json_schema.valid_rate) or eval_loss."
+    )
     mode: Literal["min", "max"] = Field(description="Whether lower or higher is better.")
 
 

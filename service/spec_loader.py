@@ -10,7 +10,6 @@ models: a spec that loads has been checked, nothing has been run.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -96,7 +95,7 @@ def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
     source = str(path)
     text = _read_text(Path(path), source)
     doc = _parse(text, source)
-    base_dir = Path(path).expanduser().absolute().parent
+    base_dir = Path(path).absolute().parent
     context = {"base_dir": base_dir, "check_files": check_files}
     data = dict(doc.data)
     problems: list[SpecProblem] = []
@@ -128,8 +127,8 @@ def _read_text(path: Path, source: str) -> str:
         raise _fail(source, "is a folder, not a spec file") from None
     except PermissionError:
         raise _fail(source, "permission denied") from None
-    except OSError as exc:
-        raise _fail(source, f"cannot read file: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise _fail(source, f"cannot read file: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -164,8 +163,7 @@ def _parse(text: str, source: str) -> _Doc:
     try:
         data = _plain(root, (), where, [0])
     except RecursionError:
-        message = "spec is nested too deeply (or an alias refers to itself)"
-        raise _fail(source, message) from None
+        raise _fail(source, "spec is nested too deeply") from None
     except _TooLargeError:
         message = f"spec has over {MAX_VALUES} values once aliases are expanded"
         raise _fail(source, message) from None
@@ -178,10 +176,10 @@ def _describe_yaml_error(exc: MarkedYAMLError) -> tuple[int | None, int | None, 
     problem = exc.problem or exc.context or "syntax error"
     if "'\\t'" in problem:
         return line, col, "tab character: indent YAML with spaces, not tabs"
+    if "another document" in problem:
+        return line, col, "a spec is one YAML document; remove the extra '---'"
     if "duplicate key" in problem:
-        first = exc.context_mark
-        where = f" (first at line {first.line + 1})" if first is not None else ""
-        return line, col, f"{problem}{where}"
+        return line, col, problem
     context = ""
     if exc.context and exc.problem and exc.context_mark is not None:
         context = f" ({exc.context} at line {exc.context_mark.line + 1})"
@@ -260,10 +258,9 @@ def _plain_scalar(node: Any) -> Any:
 
 
 def _key_name(key: Any) -> str:
-    if isinstance(key, str):
-        return str(key)
+    # Models want string keys; spell YAML's null/true/false keys the way the user wrote them.
     if key is None or isinstance(key, bool):
-        return {None: "null", True: "true", False: "false"}[key]
+        return "null" if key is None else str(key).lower()
     return str(key)
 
 
@@ -346,7 +343,7 @@ def _problems_from(
         deepest = max(len(loc) for loc, _ in errors)
         if group_loc in unions and deepest == len(group_loc) and len(errors) > 1:
             # Every union member failed at the same place: say what each would have wanted.
-            messages = _unique(_message(err, model, loc, prefix) for loc, err in errors)
+            messages = dict.fromkeys(_message(err, model, loc, prefix) for loc, err in errors)
             first, *rest = messages
             text = " or ".join([first, *(m.removeprefix("Input should be ") for m in rest)])
             problems.append(doc.problem(group_loc, text))
@@ -383,7 +380,7 @@ def _clean_loc(loc: Loc, data: Any) -> tuple[Loc, Loc | None]:
     for i, part in enumerate(loc):
         if _has(node, part):
             node = node[part]
-        elif not (isinstance(node, dict) and i == len(loc) - 1):  # a missing key stays
+        elif not (isinstance(node, dict | None) and i == len(loc) - 1):  # a missing key stays
             if union_at is None:
                 union_at = tuple(kept)
             continue
@@ -455,28 +452,19 @@ def _is_slug(err: ErrorDetails) -> bool:
     return any(getattr(m, "pattern", None) == pattern for m in name_meta)
 
 
+_KINDS = ((bool, "a boolean"), (int | float, "a number"), (str, "a string"), (list, "a list"))
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
     if isinstance(value, dict):
         return "a mapping"
-    return f"a {type(value).__name__}"
+    return next((name for t, name in _KINDS if isinstance(value, t)), f"a {type(value).__name__}")
 
 
 def _short(value: str, limit: int = 60) -> str:
     return repr(value if len(value) <= limit else value[: limit - 3] + "...")
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
 
 
 def _one_line(message: str) -> str:
