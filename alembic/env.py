@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from alembic import context
 from sqlalchemy import pool, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
 import service.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from alembic import context
 from service.db import IMMEDIATE, make_engine, normalize_url
 
 config = context.config

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from rich.console import Group
+    from rich.table import Table
 
     from runners.data import TokenizedSet
 
@@ -184,11 +184,12 @@ def _shown(items: list[str], total: int) -> str:
     return ", ".join(items[:SHOWN]) + (", ..." if total > SHOWN else "")
 
 
-def render_report(report: DataReport) -> Group:
-    """Return the report as a rich table (train and eval side by side) and its warnings."""
-    from rich.console import Group
+def render_report(report: DataReport) -> Table:
+    """Return the report's numbers as a rich table, train and eval side by side.
+
+    The warnings are not in it: callers print (and log) `report.warnings` themselves.
+    """
     from rich.table import Table
-    from rich.text import Text
 
     files = [("train", report.train)] + ([("eval", report.eval)] if report.eval else [])
     table = Table(
@@ -204,8 +205,7 @@ def render_report(report: DataReport) -> Group:
         table.add_row(label, *(get(f) for _, f in files if f is not None))
     if report.eval is not None:
         table.add_row("eval rows also in train", "", str(report.overlap))
-    warnings = [Text(f"warning: {w}", style="yellow") for w in report.warnings]
-    return Group(table, *warnings)
+    return table
 
 
 def _dist(stats: LengthStats | None) -> str:

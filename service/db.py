@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -25,7 +26,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 import service
-from alembic import command
 
 #: Seconds a SQLite connection waits for another process's write lock before giving up.
 SQLITE_TIMEOUT_S = 30.0
@@ -64,7 +64,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    """Turn on foreign keys, WAL and a busy timeout, and let SQLAlchemy emit BEGIN."""
+    """Turn on foreign keys and WAL, and let SQLAlchemy emit BEGIN (the busy timeout is the
+    driver's `timeout` argument)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -74,7 +75,6 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_TIMEOUT_S * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

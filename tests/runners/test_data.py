@@ -460,16 +460,22 @@ def test_report_counts_hashes_and_bad_rows(in_tmp: Path, tok: Any) -> None:
     )
 
 
-def test_render_report_shows_numbers_and_warnings(in_tmp: Path, tok: Any) -> None:
+def test_render_report_shows_the_numbers_side_by_side(in_tmp: Path, tok: Any) -> None:
     from rich.console import Console
 
-    data = tokenized(tok, [GOOD["vertex"], GOOD["vertex"]])
+    data = tokenized(tok, [GOOD["vertex"], GOOD["vertex"], {**GOOD["vertex"], "input_text": "z"}])
     console = Console(record=True, width=120, file=io.StringIO())
     console.print(render_report(check_data(data, data)))
-    text = console.export_text()
-    assert TRAIN in text and "rows read" in text and "eval rows also in train" in text
-    assert "warning: train: 1 duplicate row (line 2 = line 1)" in text
-    assert "warning: eval: 2 rows also in train" in text
+    lines = {
+        cells[0]: cells[1:]
+        for line in console.export_text().splitlines()
+        if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) > 1
+    }
+    assert lines["file"] == [TRAIN, TRAIN]
+    assert lines["rows read"] == ["3", "3"]
+    assert lines["duplicate rows"] == ["1", "1"]
+    assert lines["eval rows also in train"] == ["", "3"]
+    assert lines["sha256"] == [data.sha256[:12]] * 2
 
 
 # --- the collator ---------------------------------------------------------------------

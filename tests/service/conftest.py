@@ -34,7 +34,8 @@ def _database(backend: str, folder: Path) -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({exc})")
+        reason = str(exc).splitlines()[0]
+        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {reason}")
     name = f"evalctl_test_{uuid.uuid4().hex[:12]}"
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     with admin:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import StatementError
 
-from service.db import current_revision, head_revisions
+from service.db import current_revision, dispose_engines, head_revisions
 from service.errors import EvalctlError, NotFoundError
 from service.local import LocalRegistry, open_registry
 from service.models import (
@@ -334,3 +334,4 @@ def test_open_registry_defaults_to_sqlite_under_evalctl_home(evalctl_home: Path)
     database = evalctl_home / "evalctl.db"
     assert database.is_file()
     assert current_revision(f"sqlite:///{database}") in head_revisions()
+    dispose_engines(registry.url)
