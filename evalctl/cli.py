@@ -89,6 +89,7 @@ def run(
     from service.settings import get_settings
     from service.spec_loader import SpecError, load_spec
 
+    _quiet_libraries()
     settings, registry, console = get_settings(), _registry(), _console()
     previous = registry.get_run(ref=resume) if resume else None
     if spec is None:
@@ -115,6 +116,21 @@ def run(
         log = run_dir(settings, record.id) / "run.log"
         fail(f"run {record.id} failed: {failure_reason(exc)} (log: {log})", 1)
     _print_summary(console, registry, finished)
+
+
+def _quiet_libraries() -> None:
+    # Library progress bars and warnings would bury evalctl's own output; they still go
+    # to the run's log file through the logging module.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _print_summary(console: Any, registry: Any, run: Any) -> None:

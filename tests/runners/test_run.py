@@ -65,8 +65,11 @@ def test_run_records_checkpoints_evaluations_and_mlflow(tmp_path: Path, tiny_mod
 
 
 def _checkpoint_steps(db: Path) -> list[int]:
-    with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute("select step from checkpoint order by step")]
+    try:
+        with sqlite3.connect(db) as conn:
+            return [r[0] for r in conn.execute("select step from checkpoint order by step")]
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
 
 
 def test_resume_continues_from_last_checkpoint_after_sigkill(tmp_path: Path, tiny_model_dir: Path):
