@@ -41,10 +41,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", type=Path, help="a Hugging Face model folder")
     group.add_argument("--tiny", action="store_true", help="build the tiny random test model")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16"], help="weights dtype"
+    )
 
 
 def load(args: argparse.Namespace) -> tuple[Any, Any, str]:
-    """Return (model, tokenizer, model label) in float32 on the chosen device, eval mode."""
+    """Return (model, tokenizer, model label) on the chosen device and dtype, eval mode."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -59,7 +62,8 @@ def load(args: argparse.Namespace) -> tuple[Any, Any, str]:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+    dtype = getattr(torch, args.dtype)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer, label

@@ -133,6 +133,7 @@ def main() -> None:
             "bench": "generation",
             "model": label,
             "device": str(model.device),
+            "dtype": args.dtype,
             "machine": machine_info(),
             "prompts": len(prompts),
             "batch_size": args.batch_size,

@@ -113,6 +113,7 @@ def main() -> None:
             "bench": "perplexity",
             "model": label,
             "device": str(model.device),
+            "dtype": args.dtype,
             "machine": machine_info(),
             "texts": len(texts),
             "tokens": tokens,

@@ -14,6 +14,7 @@ from evaluators.json_schema import (
     PromptRow,
     extract_json,
     load_validator,
+    needs_special_tokens,
     read_prompts,
     score_outputs,
 )
@@ -316,6 +317,15 @@ def test_evaluate_scores_one_example_per_prompt(tiny_handle, write_jsonl, schema
         assert example.details["input"] == row["input_text"]
         assert isinstance(example.details["output"], str)
         assert set(example.scores) >= {"parsed", "valid"}
+
+
+def test_special_tokens_are_added_only_to_prompts_without_them(tiny_tokenizer, chat_render):
+    # Chat-template prompts already start with the BOS text; a second BOS would shift them.
+    assert tiny_tokenizer.bos_token == "<|im_start|>"
+    assert not needs_special_tokens(tiny_tokenizer, [chat_render("a"), chat_render("b")])
+    assert needs_special_tokens(tiny_tokenizer, ["Extract: a", chat_render("b")])
+    tiny_tokenizer.bos_token = None
+    assert needs_special_tokens(tiny_tokenizer, [chat_render("a")])
 
 
 def test_raw_prompts_skip_the_renderer(tiny_handle, write_jsonl, schema_path):
