@@ -204,7 +204,9 @@ def runs_show(
     console.print(f"  base model: {run.base_model or '-'} ({(run.base_model_hash or '-')[:12]})")
     for name, digest in sorted(run.dataset_hashes.items()):
         console.print(f"  data {name}: {digest[:12]}")
-    console.print(f"  spec: {run.spec_path or '-'} ({run.spec_hash[:12]}), git: {run.git_sha or '-'}")
+    console.print(
+        f"  spec: {run.spec_path or '-'} ({run.spec_hash[:12]}), git: {run.git_sha or '-'}"
+    )
     console.print(f"  mlflow run: {run.mlflow_run_id or '-'}")
     console.print(checkpoints_table(checkpoints, evaluations, run.best_checkpoint_id))
     if best:

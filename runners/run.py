@@ -268,9 +268,7 @@ def _start_tracker(
         run_id=run.mlflow_run_id,
     )
     if run.mlflow_run_id is None:
-        ctx.registry.update_run(
-            run_id=run.id, run_update=RunUpdate(mlflow_run_id=tracker.run_id)
-        )
+        ctx.registry.update_run(run_id=run.id, run_update=RunUpdate(mlflow_run_id=tracker.run_id))
         params = flatten(spec.training.model_dump(mode="json"), "training")
         params.update(
             {

@@ -90,9 +90,7 @@ def resolve_base_model(spec: BaseModelSpec, *, cache_dir: Path) -> ResolvedModel
         return _from_folder(path, cache_dir, source)
     if not path.exists():
         raise ModelSourceError(f"base_model: {path} does not exist")
-    raise ModelSourceError(
-        f"base_model: {path} is neither a model folder nor a .gguf file"
-    )
+    raise ModelSourceError(f"base_model: {path} is neither a model folder nor a .gguf file")
 
 
 def _package_file(package: str, file: str) -> Path:
@@ -142,9 +140,7 @@ def _convert_gguf(path: Path, target: Path, trust: bool) -> None:
     try:
         kwargs = {"gguf_file": path.name, "trust_remote_code": trust}
         tokenizer = AutoTokenizer.from_pretrained(path.parent, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
-            path.parent, dtype=torch.float32, **kwargs
-        )
+        model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, **kwargs)
         # The loaded weights are plain float32 tensors; the gguf quantizer marker would
         # make save_pretrained refuse, and would make later loads look for a .gguf file.
         model.hf_quantizer = None

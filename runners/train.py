@@ -225,6 +225,7 @@ def train(
 ) -> Any:
     """Run the Trainer to the end (or an early stop); returns its TrainOutput."""
     from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback
 
     plan = plan_steps(spec.training, len(train_rows), eval_rows is not None)
     args = training_arguments(spec, plan, out_dir, device)
@@ -237,6 +238,8 @@ def train(
         processing_class=tokenizer,
         callbacks=[callback],
     )
+    # With tqdm off the Trainer prints every log dict; our progress bar and MLflow suffice.
+    trainer.remove_callback(PrinterCallback)
     return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
 

@@ -21,7 +21,7 @@ CHAT_TEMPLATE = (
 CORPUS = [
     "Order 1234 from Alice Smith, alice@example.com, 3 widgets at 4.50 each.",
     'Extract the contact as JSON: {"name": "Bob", "email": "bob@example.org"}',
-    "The quick brown fox jumps over the lazy dog. 0123456789 {}[]\":,.-_@",
+    'The quick brown fox jumps over the lazy dog. 0123456789 {}[]":,.-_@',
     "Contact Carol Jones by phone +1 555 0100 or email carol.jones@mail.net.",
 ] * 20
 

@@ -80,8 +80,13 @@ def write_tiny_spec(folder: Path, model_dir: Path, **training: Any) -> Path:
         },
         "evaluators": [
             {"perplexity": {"data": "eval.jsonl"}},
-            {"json_schema": {"prompts": "prompts.jsonl", "schema": "schema.json",
-                             "max_new_tokens": 12}},
+            {
+                "json_schema": {
+                    "prompts": "prompts.jsonl",
+                    "schema": "schema.json",
+                    "max_new_tokens": 12,
+                }
+            },
         ],
         "best_checkpoint": {"metric": "perplexity.ppl", "mode": "min"},
     }

@@ -13,14 +13,71 @@ import random
 from pathlib import Path
 
 HERE = Path(__file__).parent
-FIRST = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Gustav", "Hana", "Ivan", "Julia",
-         "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq",
-         "Uma", "Victor", "Wen", "Ximena", "Yusuf", "Zoe"]
-LAST = ["Smith", "Okafor", "Li", "Novak", "Garcia", "Haddad", "Berg", "Sato", "Petrov", "Costa",
-        "Mensah", "Weber", "Rossi", "Khan", "Silva", "Dubois", "Larsen", "Ito", "Moreau", "Nair"]
+FIRST = [
+    "Alice",
+    "Bruno",
+    "Chen",
+    "Dana",
+    "Emeka",
+    "Fatima",
+    "Gustav",
+    "Hana",
+    "Ivan",
+    "Julia",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tariq",
+    "Uma",
+    "Victor",
+    "Wen",
+    "Ximena",
+    "Yusuf",
+    "Zoe",
+]
+LAST = [
+    "Smith",
+    "Okafor",
+    "Li",
+    "Novak",
+    "Garcia",
+    "Haddad",
+    "Berg",
+    "Sato",
+    "Petrov",
+    "Costa",
+    "Mensah",
+    "Weber",
+    "Rossi",
+    "Khan",
+    "Silva",
+    "Dubois",
+    "Larsen",
+    "Ito",
+    "Moreau",
+    "Nair",
+]
 DOMAINS = ["example.com", "mail.net", "shop.org", "post.io", "inbox.dev"]
-ITEMS = ["desk lamp", "usb cable", "notebook", "coffee mug", "phone case", "backpack",
-         "water bottle", "keyboard", "headphones", "plant pot", "wall clock", "tea kettle"]
+ITEMS = [
+    "desk lamp",
+    "usb cable",
+    "notebook",
+    "coffee mug",
+    "phone case",
+    "backpack",
+    "water bottle",
+    "keyboard",
+    "headphones",
+    "plant pot",
+    "wall clock",
+    "tea kettle",
+]
 CITIES = ["Lisbon", "Accra", "Osaka", "Berlin", "Lima", "Toronto", "Nairobi", "Oslo", "Pune"]
 TEMPLATES = [
     "Hi, this is {name}. Please send {qty} {item}s to {city}. My email is {email}.",
@@ -61,8 +118,11 @@ def make_row(rng: random.Random) -> tuple[str, dict]:
         "city": rng.choice(CITIES),
     }
     text = rng.choice(TEMPLATES).format(
-        name=order["customer"], email=order["email"], item=order["item"],
-        qty=order["qty"], city=order["city"],
+        name=order["customer"],
+        email=order["email"],
+        item=order["item"],
+        qty=order["qty"],
+        city=order["city"],
     )
     return text, order
 

@@ -41,7 +41,9 @@ def test_run_records_checkpoints_evaluations_and_mlflow(tmp_path: Path, tiny_mod
         assert ckpt["train_loss"] is not None and ckpt["eval_loss"] is not None
     # the base model is scored as step 0, every checkpoint by both evaluators
     pairs = {(e["checkpoint_id"], e["evaluator"]) for e in info["evaluations"]}
-    assert pairs == {(c["id"], n) for c in info["checkpoints"] for n in ("perplexity", "json_schema")}
+    assert pairs == {
+        (c["id"], n) for c in info["checkpoints"] for n in ("perplexity", "json_schema")
+    }
     assert all(e["status"] == "succeeded" for e in info["evaluations"])
     assert info["run"]["best_checkpoint_id"] in [c["id"] for c in info["checkpoints"][1:]]
     assert info["run"]["dataset_hashes"].keys() >= {"train", "eval"}
@@ -78,7 +80,9 @@ def test_resume_continues_from_last_checkpoint_after_sigkill(tmp_path: Path, tin
     env = {**os.environ, "EVALCTL_HOME": str(home)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "evalctl", "run", str(spec)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     db = home / "evalctl.db"
     deadline = time.monotonic() + 300
