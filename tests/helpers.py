@@ -16,8 +16,8 @@ def evalctl(
     *args: str, home: Path, cwd: Path | None = None, timeout: float = 600, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m evalctl ARGS` with EVALCTL_HOME=home and return the finished process."""
-    full_env = {**os.environ, "EVALCTL_HOME": str(home), "COLUMNS": "200", **env}
-    full_env.pop("EVALCTL_DATABASE_URL", None)
+    inherited = {k: v for k, v in os.environ.items() if k != "EVALCTL_DATABASE_URL"}
+    full_env = {**inherited, "EVALCTL_HOME": str(home), "COLUMNS": "200", **env}
     return subprocess.run(
         [sys.executable, "-m", "evalctl", *args],
         cwd=cwd,
