@@ -22,10 +22,6 @@ from service.errors import EvalctlError
 from service.models import (
     CheckpointCreate,
     CheckpointPublic,
-    EvalExampleCreate,
-    EvaluationCreate,
-    EvaluationPublic,
-    EvaluationStatus,
     RunCreate,
     RunPublic,
     RunStatus,
@@ -158,6 +154,7 @@ def _execute(ctx: RunContext, run: RunPublic, folder: Path, resume: bool) -> Any
     from evaluators.registry import build_evaluator
 
     from .data import CausalLMCollator
+    from .scoring import CheckpointScorer, pick_best
     from .sources import load_model, pick_device, resolve_base_model
     from .train import RegistryCallback, train, training_progress, wrap_model
 
@@ -309,101 +306,3 @@ def _resume_point(existing: list[CheckpointPublic]) -> Path | None:
     if sha256_weights(path) != last.sha256:
         raise EvalctlError(f"cannot resume: {path} changed since step {last.step} was recorded")
     return path
-
-
-class CheckpointScorer:
-    """Scores one checkpoint with every evaluator and records the evaluations."""
-
-    def __init__(
-        self,
-        ctx: RunContext,
-        run: RunPublic,
-        evaluators: list[tuple[str, Any]],
-        tokenizer: Any,
-        renderer: Any,
-        tracker: Any,
-    ) -> None:
-        self.ctx, self.run, self.evaluators = ctx, run, evaluators
-        self.tokenizer, self.renderer, self.tracker = tokenizer, renderer, tracker
-
-    def __call__(self, checkpoint: CheckpointPublic, model: Any) -> list[EvaluationPublic]:
-        """Evaluate `model` (the weights of `checkpoint`) and record the results."""
-        from evaluators import evaluate_checkpoint
-        from evaluators.base import ModelHandle
-
-        if not self.evaluators:
-            return []
-        handle = ModelHandle(
-            model=model,
-            tokenizer=self.tokenizer,
-            model_hash=checkpoint.sha256,
-            render_prompt=self.renderer.render_text,
-            cache_dir=self.ctx.settings.cache_dir / "generations",
-        )
-        label = "base model" if checkpoint.step == 0 else f"step {checkpoint.step}"
-        with self.ctx.console.status(f"evaluating {label}"):
-            outcomes = evaluate_checkpoint(handle=handle, evaluators=self.evaluators)
-        recorded = []
-        for outcome in outcomes:
-            recorded.append(self._record(checkpoint, outcome))
-            if outcome.error:
-                self.ctx.console.print(f"[red]evaluator {outcome.name} failed:[/] {outcome.error}")
-        return recorded
-
-    def _record(self, checkpoint: CheckpointPublic, outcome: Any) -> EvaluationPublic:
-        result = outcome.result
-        metrics = dict(result.metrics) if result else {}
-        examples = [
-            EvalExampleCreate(
-                position=i, example_id=ex.example_id, scores=ex.scores, details=ex.details
-            )
-            for i, ex in enumerate(result.examples if result else [])
-        ]
-        evaluation = self.ctx.registry.record_evaluation(
-            evaluation_in=EvaluationCreate(
-                checkpoint_id=checkpoint.id,
-                evaluator=outcome.name,
-                config_hash=outcome.config_hash,
-                status=EvaluationStatus.failed if outcome.error else EvaluationStatus.succeeded,
-                error=outcome.error,
-                metrics=metrics,
-                n_examples=len(examples),
-                duration_s=outcome.duration_s,
-            ),
-            examples=examples,
-        )
-        named = {f"{outcome.name}.{k}": v for k, v in metrics.items()}
-        self.tracker.log_metrics(named, step=checkpoint.step)
-        return evaluation
-
-
-def metric_value(
-    metric: str, checkpoint: CheckpointPublic, evaluations: list[EvaluationPublic]
-) -> float | None:
-    """Return a checkpoint's value of `metric` ('eval_loss', 'train_loss' or 'evaluator.key')."""
-    if metric in ("eval_loss", "train_loss"):
-        value = getattr(checkpoint, metric)
-        return None if value is None else float(value)
-    evaluator, _, key = metric.partition(".")
-    for evaluation in evaluations:
-        if evaluation.checkpoint_id == checkpoint.id and evaluation.evaluator == evaluator:
-            value = evaluation.metrics.get(key)
-            return None if value is None else float(value)
-    return None
-
-
-def pick_best(spec: Spec, registry: Registry, run_id: int) -> CheckpointPublic | None:
-    """Return the trained checkpoint that is best by the spec's metric (else the last)."""
-    trained = [c for c in registry.list_checkpoints(run_id=run_id) if c.step > 0]
-    if not trained:
-        return None
-    chosen = spec.best_checkpoint
-    metric, mode = (chosen.metric, chosen.mode) if chosen else ("eval_loss", "min")
-    evaluations = registry.list_evaluations(run_id=run_id)
-    scored = [(metric_value(metric, c, evaluations), c) for c in trained]
-    valued = [(v, c) for v, c in scored if v is not None]
-    if not valued:
-        return max(trained, key=lambda c: c.step)
-    sign = 1 if mode == "max" else -1
-    # Ties go to the earlier checkpoint: fewer steps for the same score.
-    return max(valued, key=lambda vc: (sign * vc[0], -vc[1].step))[1]
