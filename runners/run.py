@@ -230,7 +230,7 @@ def _prepare_data(ctx: RunContext, tokenizer: Any) -> tuple[Any, Any, dict[str, 
         if path is None:
             sets.append(None)
             continue
-        rows = read_jsonl(path, data.format, on_bad_rows=data.on_bad_rows)
+        rows = read_jsonl(path, data.format, on_bad_rows=data.on_bad_rows, progress=True)
         sets.append(
             build_examples(
                 rows,
@@ -238,6 +238,7 @@ def _prepare_data(ctx: RunContext, tokenizer: Any) -> tuple[Any, Any, dict[str, 
                 tokenizer,
                 max_seq_len=training.max_seq_len,
                 on_long_rows=data.on_long_rows,
+                progress=True,
             )
         )
     report = check_data(sets[0], sets[1])

@@ -54,9 +54,25 @@ class CheckpointScorer:
             render_prompt=self.renderer.render_text,
             cache_dir=self.ctx.settings.cache_dir / "generations",
         )
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
         label = "base model" if checkpoint.step == 0 else f"step {checkpoint.step}"
-        with self.ctx.console.status(f"evaluating {label}"):
-            outcomes = evaluate_checkpoint(handle=handle, evaluators=self.evaluators)
+        bar = Progress(
+            TextColumn("[bold]evaluating {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=self.ctx.console,
+            transient=True,
+        )
+        with bar:
+            task = bar.add_task(label, total=len(self.evaluators))
+
+            def advance(name: str, index: int, total: int) -> None:
+                bar.update(task, completed=index, description=f"{label}: {name}")
+
+            outcomes = evaluate_checkpoint(
+                handle=handle, evaluators=self.evaluators, progress=advance
+            )
         recorded = []
         for outcome in outcomes:
             recorded.append(self._record(checkpoint, outcome))
