@@ -133,9 +133,9 @@ def load_validator(path: Path) -> Any:
         raise EvaluatorInputError(
             f"{path}: invalid JSON at line {exc.lineno} col {exc.colno}: {exc.msg}"
         ) from None
-    if not isinstance(schema, dict | bool):
+    if not isinstance(schema, dict):
         raise EvaluatorInputError(
-            f"{path}: a JSON Schema must be an object (or a boolean), got {json_type(schema)}"
+            f"{path}: a JSON Schema must be an object, got {json_type(schema)}"
         )
     cls = validator_for(schema, default=Draft202012Validator)
     try:

@@ -15,6 +15,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from evaluators.base import EvalResult, Evaluator, EvaluatorInputError, ModelHandle
 
@@ -41,10 +43,27 @@ class EvaluatorOutcome:
 
 
 def config_hash(evaluator: Evaluator) -> str:
-    """Return the sha256 (hex) of the evaluator's name and its canonical JSON config."""
-    payload = {"evaluator": evaluator.name, "config": evaluator.config.model_dump(mode="json")}
+    """Return the sha256 (hex) of the evaluator's name, its config and its input files.
+
+    Input files (config fields that are paths to files) count by content, so editing a
+    prompt set in place gives a new hash and results on different data are never paired.
+    """
+    payload = {
+        "evaluator": evaluator.name,
+        "config": evaluator.config.model_dump(mode="json"),
+        "files": _file_digests(evaluator.config),
+    }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _file_digests(config: Any) -> dict[str, str]:
+    digests = {}
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, Path) and value.is_file():
+            digests[name] = hashlib.sha256(value.read_bytes()).hexdigest()
+    return digests
 
 
 def prepare_all(evaluators: list[tuple[str, Evaluator]]) -> None:

@@ -120,3 +120,15 @@ def test_importing_evaluators_does_not_import_torch():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_config_hash_follows_input_file_contents(tmp_path):
+    from evaluators.registry import build_evaluator
+    from evaluators.runner import config_hash
+
+    data = tmp_path / "eval.jsonl"
+    data.write_text('{"text": "one"}\n')
+    evaluator = build_evaluator("perplexity", {"data": str(data)}, {"base_dir": tmp_path})
+    before = config_hash(evaluator)
+    data.write_text('{"text": "two"}\n')
+    assert config_hash(evaluator) != before
