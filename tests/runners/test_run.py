@@ -177,3 +177,38 @@ def test_data_with_no_usable_rows(tmp_path: Path, tiny_model_dir: Path):
     done = evalctl("run", str(spec), home=home)
     assert done.returncode == 1
     assert "no usable rows" in done.stderr
+
+
+def test_full_fine_tuning_saves_full_weights(tmp_path: Path, tiny_model_dir: Path):
+    home = tmp_path / "home"
+    spec = write_tiny_spec(tmp_path / "exp", tiny_model_dir, method="full", max_steps=2)
+    done = evalctl("run", str(spec), home=home)
+    assert done.returncode == 0, done.stderr
+    info = show("1", home)
+    last = Path(info["checkpoints"][-1]["path"])
+    assert (last / "model.safetensors").exists()
+    assert not (last / "adapter_model.safetensors").exists()
+    assert sha256_weights(last) == info["checkpoints"][-1]["sha256"]
+
+
+def test_early_stopping_ends_the_run_before_max_steps(tmp_path: Path, tiny_model_dir: Path):
+    home = tmp_path / "home"
+    # A learning rate this large makes eval_loss climb, so patience runs out quickly.
+    spec = write_tiny_spec(
+        tmp_path / "exp",
+        tiny_model_dir,
+        max_steps=40,
+        save_every_steps=2,
+        eval_every_steps=2,
+        early_stopping_patience=2,
+        learning_rate=0.5,
+        method="full",
+    )
+    done = evalctl("run", str(spec), home=home)
+    assert done.returncode == 0, done.stderr
+    info = show("1", home)
+    steps = [c["step"] for c in info["checkpoints"]]
+    assert steps[-1] < 40
+    losses = [c["eval_loss"] for c in info["checkpoints"][1:]]
+    best = min(losses)
+    assert losses.index(best) <= len(losses) - 3  # two evaluations without improvement

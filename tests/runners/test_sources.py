@@ -50,7 +50,7 @@ def test_pickle_only_folder_is_refused(tmp_path: Path):
 
 
 def test_folder_without_config(tmp_path: Path):
-    with pytest.raises(ModelSourceError, match="no config.json"):
+    with pytest.raises(ModelSourceError, match=r"no config\.json"):
         resolve_base_model(BaseModelSpec(path=tmp_path), cache_dir=tmp_path)
 
 
@@ -62,7 +62,7 @@ def test_missing_package_names_the_install(tmp_path: Path):
 
 def test_missing_file_in_package(tmp_path: Path):
     spec = BaseModelSpec(package=SMOL_PACKAGE, file="nope.gguf")
-    with pytest.raises(ModelSourceError, match="'nope.gguf' not found in package"):
+    with pytest.raises(ModelSourceError, match=r"'nope\.gguf' not found in package"):
         resolve_base_model(spec, cache_dir=tmp_path)
 
 
