@@ -4,14 +4,16 @@ Owns turning a list of prompt strings into the model's continuations, fast: prom
 sorted by token length so each batch holds neighbours (little padding), padded on the left,
 decoded greedily under `torch.inference_mode()`, and returned in the caller's order. It also
 owns `eval_mode`, which every evaluator uses to switch a model (possibly mid-training, with
-LoRA adapters) to eval mode and back. It does not build prompts (that is
-`ModelHandle.render_prompt`) and does not score outputs.
+LoRA adapters) to eval mode and back. `generate_for`, the evaluators' entry point, answers
+from the generation cache (`evaluators.cache`) when the handle has a `cache_dir`. It does
+not build prompts (that is `ModelHandle.render_prompt`) and does not score outputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 
@@ -145,3 +147,72 @@ def _cut_at_eos(tokens: list[int], eos_ids: list[int]) -> list[int]:
         if token in eos:
             return tokens[:position]
     return tokens
+
+
+def generate_for(
+    handle: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 16,
+) -> list[str]:
+    """Return greedy continuations of already-rendered prompts for a `ModelHandle`.
+
+    The one entry point evaluators use to make a model write: it decides whether the
+    tokenizer adds its special tokens (not when a chat template already wrote them) and,
+    when the handle has a `cache_dir`, answers from the generation cache and generates
+    only the prompts it has not seen for these weights and parameters.
+    """
+    add_special = needs_special_tokens(handle.tokenizer, prompts)
+    cache_dir = getattr(handle, "cache_dir", None)
+    if cache_dir is None or not prompts:
+        return generate(
+            handle.model,
+            handle.tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            add_special_tokens=add_special,
+        )
+    from evaluators.cache import GenerationCache, generation_key
+
+    params = {
+        "max_new_tokens": max_new_tokens,
+        "greedy": True,
+        "stop_at_eos": True,
+        "add_special_tokens": add_special,
+    }
+    keys = [
+        generation_key(
+            model_hash=handle.model_hash, prompt=p, params=params, tokenizer=handle.tokenizer
+        )
+        for p in prompts
+    ]
+    cache = GenerationCache(Path(cache_dir))
+    found = cache.get_many(keys)
+    # Duplicate prompts are generated once.
+    missing = list(dict.fromkeys(k for k in keys if k not in found))
+    if missing:
+        prompt_of = dict(zip(keys, prompts, strict=True))
+        outputs = generate(
+            handle.model,
+            handle.tokenizer,
+            [prompt_of[k] for k in missing],
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            add_special_tokens=add_special,
+        )
+        fresh = dict(zip(missing, outputs, strict=True))
+        cache.put_many(fresh, model_hash=handle.model_hash)
+        found.update(fresh)
+    return [found[k] for k in keys]
+
+
+def needs_special_tokens(tokenizer: Any, prompts: list[str]) -> bool:
+    """Return whether the tokenizer should add its special tokens (BOS) to these prompts.
+
+    Training adds the tokenizer's BOS to plain prompts, while chat templates write their
+    own; a prompt that already starts with the BOS text must not get a second one.
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    return not (bos and prompts and all(p.startswith(bos) for p in prompts))

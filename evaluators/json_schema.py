@@ -85,32 +85,20 @@ class JsonSchemaEvaluator(Evaluator):
 
     def evaluate(self, handle: ModelHandle) -> EvalResult:
         """Generate an answer per prompt and score parse rate, validity and matches."""
-        from evaluators.generation import generate
+        from evaluators.generation import generate_for
 
         if self._rows is None or self._validator is None:
             self.prepare()
         rows = self._rows or []
         raw = self.config.raw_prompts
         prompts = [row.input_text if raw else handle.render_prompt(row.input_text) for row in rows]
-        outputs = generate(
-            handle.model,
-            handle.tokenizer,
+        outputs = generate_for(
+            handle,
             prompts,
             max_new_tokens=self.config.max_new_tokens,
             batch_size=self.config.batch_size,
-            add_special_tokens=needs_special_tokens(handle.tokenizer, prompts),
         )
         return score_outputs(outputs, rows, self._validator)
-
-
-def needs_special_tokens(tokenizer: Any, prompts: list[str]) -> bool:
-    """Return whether the tokenizer should add its special tokens (BOS) to these prompts.
-
-    Training adds the tokenizer's BOS to plain prompts, while chat templates write their
-    own; a prompt that already starts with the BOS text must not get a second one.
-    """
-    bos = getattr(tokenizer, "bos_token", None)
-    return not (bos and prompts and all(p.startswith(bos) for p in prompts))
 
 
 def load_validator(path: Path) -> Any:

@@ -8,13 +8,13 @@ import re
 import pytest
 
 from evaluators.base import EvaluatorInputError, ModelHandle
+from evaluators.generation import needs_special_tokens
 from evaluators.json_schema import (
     NO_JSON,
     JsonSchemaEvaluator,
     PromptRow,
     extract_json,
     load_validator,
-    needs_special_tokens,
     read_prompts,
     score_outputs,
 )
