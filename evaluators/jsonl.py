@@ -92,3 +92,21 @@ def json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
+
+
+def prompt_text(path: Path, lineno: int, row: dict[str, Any]) -> str:
+    """Return the row's prompt: its `input_text`, else its `prompt` (a non-empty string).
+
+    Raises:
+        EvaluatorInputError: the row has neither field, or it is not a non-empty string.
+    """
+    key = "input_text" if "input_text" in row else "prompt" if "prompt" in row else None
+    if key is None:
+        fields = ", ".join(sorted(row)) or "none"
+        raise EvaluatorInputError(
+            f"{path}:{lineno}: row has no 'input_text' (or 'prompt') field; fields here: {fields}"
+        )
+    value = row[key]
+    if not isinstance(value, str) or not value.strip():
+        raise EvaluatorInputError(f"{path}:{lineno}: '{key}' must be a non-empty string")
+    return value

@@ -1,0 +1,1 @@
+"""The `bleu` metric module, loaded by `evaluate.load` from this folder."""

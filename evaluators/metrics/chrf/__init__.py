@@ -1,0 +1,1 @@
+"""The `chrf` metric module, loaded by `evaluate.load` from this folder."""

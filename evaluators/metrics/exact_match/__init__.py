@@ -1,0 +1,1 @@
+"""The `exact_match` metric module, loaded by `evaluate.load` from this folder."""

@@ -1,0 +1,1 @@
+"""The `rouge` metric module, loaded by `evaluate.load` from this folder."""
