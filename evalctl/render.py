@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from service.models import CheckpointPublic, EvaluationPublic, RunPublic
@@ -134,4 +135,110 @@ def base_vs_best_table(
             improved = (delta < 0) == lower_is_better(metric)
             verdict = "[green]better[/]" if improved else "[red]worse[/]"
         table.add_row(metric, fmt(b), fmt(n), fmt(delta), verdict)
+    return table
+
+
+def short(text: Any, width: int = 60) -> str:
+    """Return `text` on one line, cut to `width` characters with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def evaluations_table(
+    evaluations: list[EvaluationPublic], steps: dict[int, int], title: str | None = None
+) -> Table:
+    """Return one row per evaluation: checkpoint, step, evaluator, status and metrics."""
+    table = Table(title=title)
+    for column in ("id", "ckpt", "step", "evaluator", "status", "metrics", "seconds"):
+        table.add_column(column, justify="right" if column in ("id", "ckpt", "step") else "left")
+    for e in evaluations:
+        status = e.status.value if not e.error else f"[red]failed[/]: {escape(short(e.error, 50))}"
+        metrics = ", ".join(f"{k}={fmt(float(v))}" for k, v in sorted(e.metrics.items()))
+        table.add_row(
+            str(e.id),
+            str(e.checkpoint_id),
+            fmt(steps.get(e.checkpoint_id)),
+            e.evaluator,
+            status,
+            metrics or "-",
+            f"{e.duration_s:.2f}",
+        )
+    return table
+
+
+def metrics_table(evaluation: EvaluationPublic) -> Table:
+    """Return an evaluation's metrics, one per row."""
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in sorted(evaluation.metrics.items()):
+        table.add_row(f"{evaluation.evaluator}.{key}", fmt(float(value)))
+    return table
+
+
+def example_text(details: dict[str, Any]) -> str:
+    """Return the text worth showing for one example: its output, else its text or error."""
+    for key in ("output", "text", "error"):
+        if details.get(key) not in (None, ""):
+            return str(details[key])
+    return ""
+
+
+def examples_table(examples: list[Any], width: int = 60) -> Table:
+    """Return per-example rows: id, scores and the (truncated) output."""
+    table = Table()
+    for column in ("#", "example", "scores", "output"):
+        table.add_column(column, justify="right" if column == "#" else "left")
+    for ex in examples:
+        scores = ", ".join(f"{k}={fmt(float(v))}" for k, v in sorted(ex.scores.items()))
+        output = escape(short(example_text(ex.details), width))
+        table.add_row(str(ex.position), escape(ex.example_id), scores or "-", output)
+    return table
+
+
+def schema_type(prop: dict[str, Any]) -> str:
+    """Return a short type name for one JSON Schema property (e.g. 'integer | None')."""
+    if "anyOf" in prop:
+        parts = [schema_type(p) for p in prop["anyOf"]]
+        named = [p for p in parts if p != "null"]
+        return " | ".join(named) + (" | None" if "null" in parts else "")
+    if "$ref" in prop:
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
+    if "enum" in prop:
+        return " | ".join(repr(v) for v in prop["enum"])
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return f"list[{schema_type(prop.get('items', {}))}]"
+    if kind == "string" and prop.get("format") == "path":
+        return "path"
+    return str(kind)
+
+
+def config_fields(schema: dict[str, Any]) -> list[str]:
+    """Return 'name: type = default — description' per field of a Config JSON Schema."""
+    required = set(schema.get("required", []))
+    lines = []
+    for name, prop in schema.get("properties", {}).items():
+        line = f"{name}: {schema_type(prop)}"
+        if name in required:
+            line += " (required)"
+        elif "default" in prop:
+            line += f" = {prop['default']!r}"
+        if prop.get("description"):
+            line += f" — {prop['description']}"
+        lines.append(line)
+    return lines
+
+
+def evaluators_table(rows: list[dict[str, Any]]) -> Table:
+    """Return the `evalctl evaluators list` table: name, module and config fields."""
+    table = Table(show_lines=True)
+    for column in ("name", "module", "config fields"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        if row.get("error"):
+            fields = f"[red]cannot load:[/] {escape(row['error'])}"
+        else:
+            fields = escape("\n".join(config_fields(row["config_schema"])) or "(no options)")
+        table.add_row(row["name"], row["module"], fields)
     return table

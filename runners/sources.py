@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import EvalctlError
+from service.hashing import WEIGHT_SUFFIXES, sha256_file, sha256_weights
 from service.spec import BaseModelSpec
 
-WEIGHT_SUFFIXES = (".safetensors",)
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.ckpt")
 
 
@@ -36,27 +36,6 @@ class ResolvedModel:
     path: Path
     sha256: str
     source: str
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Return the hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_weights(folder: Path) -> str:
-    """Return one sha256 over a folder's safetensors files (names and bytes, sorted)."""
-    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
-    if not files:
-        raise ModelSourceError(f"{folder}: no .safetensors weights in this folder")
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(bytes.fromhex(sha256_file(path)))
-    return digest.hexdigest()
 
 
 def _cached_hash(path: Path, cache_dir: Path, compute: Any) -> str:

@@ -127,6 +127,12 @@ class LocalRegistry:
             )
             return EvaluationPublic.model_validate(row)
 
+    def get_evaluation(self, *, evaluation_id: int) -> EvaluationPublic:
+        """Return an evaluation (NotFoundError if none)."""
+        with self._session() as session:
+            row = crud.get_evaluation(session=session, evaluation_id=evaluation_id)
+            return EvaluationPublic.model_validate(row)
+
     def list_evaluations(
         self, *, run_id: int | None = None, checkpoint_id: int | None = None
     ) -> list[EvaluationPublic]:

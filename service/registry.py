@@ -74,6 +74,10 @@ class Registry(Protocol):
         """Record an evaluation and its per-example scores in one transaction."""
         ...
 
+    def get_evaluation(self, *, evaluation_id: int) -> EvaluationPublic:
+        """Return an evaluation (NotFoundError if none)."""
+        ...
+
     def list_evaluations(
         self, *, run_id: int | None = None, checkpoint_id: int | None = None
     ) -> list[EvaluationPublic]:
