@@ -13,7 +13,7 @@ from rich.table import Table
 
 from service.models import CheckpointPublic, EvaluationPublic, RunPublic
 
-LOWER_IS_BETTER = ("loss", "ppl", "nll", "perplexity", "error", "unsafe", "latency")
+LOWER_IS_BETTER = ("loss", "ppl", "nll", "perplexity", "error", "unsafe", "unparsed", "latency")
 
 
 def lower_is_better(metric: str) -> bool:

@@ -5,6 +5,12 @@ scoring every token once, and the metrics `ppl`, `nll`, `tokens` and `examples`.
 longer than the context window are scored with a sliding window (each token predicted once
 with up to `max_length` tokens of context, the strided method of the Hugging Face guide
 "Perplexity of fixed-length models"). Windows are batched by length to keep padding low.
+A text's first token has no context and is not scored, unless `prefix_token` puts the
+tokenizer's BOS (else EOS) before it. To score the same tokens with the same context as
+lm-eval's rolling log-likelihood (`HFLM.loglikelihood_rolling` with lm-eval `max_length`
+L), set `prefix_token: true`, `max_length: L + 1` and `stride: L`; the numbers then agree
+for texts of at most L tokens and for texts whose length is a multiple of L (lm-eval
+refills its last window with earlier context, this evaluator does not).
 It does not load the model or record results.
 """
 
@@ -59,12 +65,20 @@ class PerplexityEvaluator(Evaluator):
         max_length: int | None = Field(
             default=None,
             ge=2,
-            description="Context window in tokens (default: the model's, at most 2048).",
+            description="Tokens per window, the predicted token included (default: the "
+            "model's context, at most 2048); lm-eval's max_length L is max_length L + 1 here.",
         )
         stride: int | None = Field(
             default=None,
             ge=1,
-            description="Sliding-window step for longer texts (default: max_length // 2).",
+            description="Sliding-window step for longer texts (default: max_length // 2); "
+            "stride L with max_length L + 1 gives lm-eval's rolling windows.",
+        )
+        prefix_token: bool = Field(
+            default=False,
+            description="Put the tokenizer's BOS token (else EOS) before each text, unless "
+            "the text's tokens already start with it, so that every text token is scored; "
+            "true scores the same tokens as lm-eval's rolling log-likelihood.",
         )
         limit: int | None = Field(default=None, ge=1, description="Score only the first N rows.")
 
@@ -108,6 +122,8 @@ class PerplexityEvaluator(Evaluator):
         except ValueError as exc:
             raise EvaluatorInputError(f"perplexity: {exc}") from None
         encoded = handle.tokenizer([row.text for row in rows], verbose=False)["input_ids"]
+        if self.config.prefix_token:
+            encoded = with_prefix(encoded, prefix_token_id(handle.tokenizer))
         sums = token_nll(
             handle.model,
             encoded,
@@ -186,6 +202,26 @@ def sliding_windows(text_index: int, length: int, max_length: int, stride: int) 
             return windows
         scored_until = end
         begin += stride
+
+
+def prefix_token_id(tokenizer: Any) -> int:
+    """Return the token lm-eval puts before a text: the BOS token, else the EOS token.
+
+    Raises:
+        EvaluatorInputError: the tokenizer has neither.
+    """
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise EvaluatorInputError(
+        "perplexity: prefix_token is true but the tokenizer has no BOS or EOS token"
+    )
+
+
+def with_prefix(token_ids: list[list[int]], prefix: int) -> list[list[int]]:
+    """Return the sequences with `prefix` in front of each that does not start with it."""
+    # A tokenizer that adds BOS itself already gave every token its context.
+    return [ids if ids[:1] == [prefix] else [prefix, *ids] for ids in token_ids]
 
 
 def default_max_length(model: Any) -> int:

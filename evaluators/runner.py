@@ -45,8 +45,10 @@ class EvaluatorOutcome:
 def config_hash(evaluator: Evaluator) -> str:
     """Return the sha256 (hex) of the evaluator's name, its config and its input files.
 
-    Input files (config fields that are paths to files) count by content, so editing a
-    prompt set in place gives a new hash and results on different data are never paired.
+    Input files and folders (config fields that are paths) count by content, so editing a
+    prompt set or a task YAML in place gives a new hash and results on different data are
+    never paired. Files over 16 MiB (model weights) count by name, size, and their first
+    and last MiB, which identifies weights without reading gigabytes on every evaluation.
     """
     payload = {
         "evaluator": evaluator.name,
@@ -57,13 +59,34 @@ def config_hash(evaluator: Evaluator) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+_WHOLE_FILE_LIMIT = 16 << 20
+
+
 def _file_digests(config: Any) -> dict[str, str]:
     digests = {}
     for name in type(config).model_fields:
         value = getattr(config, name)
         if isinstance(value, Path) and value.is_file():
-            digests[name] = hashlib.sha256(value.read_bytes()).hexdigest()
+            digests[name] = _fingerprint(value)
+        elif isinstance(value, Path) and value.is_dir():
+            digest = hashlib.sha256()
+            for path in sorted(p for p in value.rglob("*") if p.is_file()):
+                digest.update(str(path.relative_to(value)).encode())
+                digest.update(_fingerprint(path).encode())
+            digests[name] = digest.hexdigest()
     return digests
+
+
+def _fingerprint(path: Path) -> str:
+    size = path.stat().st_size
+    if size <= _WHOLE_FILE_LIMIT:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        digest.update(fh.read(1 << 20))
+        fh.seek(-(1 << 20), 2)
+        digest.update(fh.read(1 << 20))
+    return digest.hexdigest()
 
 
 def prepare_all(evaluators: list[tuple[str, Evaluator]]) -> None:

@@ -281,9 +281,9 @@ def rolling_texts(tokenizer, *, n: int = 12, seed: int = 0) -> list[str]:
     return short + long
 
 
-def perplexity_of(handle: ModelHandle, texts: list[str], path: Path):
+def perplexity_of(handle: ModelHandle, texts: list[str], path: Path, **config: Any):
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    config = PerplexityEvaluator.Config(data=path, max_length=WINDOW + 1, stride=WINDOW)
+    config = PerplexityEvaluator.Config(data=path, max_length=WINDOW + 1, stride=WINDOW, **config)
     evaluator = PerplexityEvaluator(config)
     evaluator.prepare()
     return evaluator.evaluate(handle)
@@ -293,10 +293,19 @@ def assert_close(a: float, b: float, rel: float = 1e-4) -> None:
     assert abs(a - b) <= rel * abs(b), f"{a} vs {b}"
 
 
-def test_perplexity_equals_lm_eval_rolling_task_run_by_the_evaluator(tiny_handle, tmp_path):
-    # lm-eval predicts every token of the text after a prefix token (the BOS); the tiny
-    # tokenizer adds no BOS, so perplexity gets the BOS written into its texts.
+@pytest.mark.parametrize(
+    ("bos_in_text", "prefix_token"),
+    [(False, True), (True, False), (True, True)],
+    ids=["prefix-token", "bos-written-into-texts", "prefix-token-not-doubled"],
+)
+def test_perplexity_equals_lm_eval_rolling_task_run_by_the_evaluator(
+    tiny_handle, tmp_path, bos_in_text, prefix_token
+):
+    # lm-eval predicts every token of the text after a prefix token (the BOS). The tiny
+    # tokenizer adds no BOS, like SmolLM2's: perplexity needs prefix_token (or the BOS
+    # written into its texts) to score the text's first token too.
     tokenizer = tiny_handle.tokenizer
+    assert tokenizer("order")["input_ids"][0] != tokenizer.bos_token_id
     texts = rolling_texts(tokenizer)
     folder = tmp_path / "rolling"
     folder.mkdir()
@@ -305,7 +314,8 @@ def test_perplexity_equals_lm_eval_rolling_task_run_by_the_evaluator(tiny_handle
     lm_result = run(
         tiny_handle, tasks=["tiny_rolling"], include_path=folder, max_length=WINDOW, batch_size=4
     )
-    ours = perplexity_of(tiny_handle, [tokenizer.bos_token + t for t in texts], tmp_path / "p.jl")
+    scored = [tokenizer.bos_token + t for t in texts] if bos_in_text else texts
+    ours = perplexity_of(tiny_handle, scored, tmp_path / "p.jl", prefix_token=prefix_token)
 
     by_id = {e.example_id: e for e in lm_result.examples}
     total_ll, total_tokens = 0.0, 0

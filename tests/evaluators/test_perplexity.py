@@ -204,3 +204,63 @@ def test_sliding_windows_predict_each_token_once():
             scored = [p for w in windows for p in range(w.end - w.targets, w.end)]
             assert scored == list(range(1, length)), (length, max_length, stride)
             assert all(w.end - w.begin <= max_length for w in windows)
+
+
+def adds_bos(tokenizer) -> None:
+    """Make the tokenizer add its BOS token in front of every text, as Llama's does."""
+    from tokenizers.processors import TemplateProcessing
+
+    bos = tokenizer.bos_token
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tokenizer.bos_token_id)]
+    )
+
+
+def test_prefix_token_scores_the_first_token_of_a_text_without_bos(tiny_handle, write_jsonl):
+    tokenizer = tiny_handle.tokenizer
+    texts = [*make_texts(6, max_words=40, seed=3), "a", "fox " * 70]
+    plain = evaluate(tiny_handle, write_jsonl([{"text": t} for t in texts]), max_length=32)
+    prefixed = evaluate(
+        tiny_handle, write_jsonl([{"text": t} for t in texts]), max_length=32, prefix_token=True
+    )
+    written = evaluate(
+        tiny_handle,
+        write_jsonl([{"text": tokenizer.bos_token + t} for t in texts], name="bos.jsonl"),
+        max_length=32,
+    )
+
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
+    assert tokenizer(texts[0])["input_ids"][0] != tokenizer.bos_token_id
+    assert [e.scores["tokens"] for e in prefixed.examples] == lengths
+    assert [e.scores["tokens"] for e in plain.examples] == [n - 1 for n in lengths]
+    assert prefixed.metrics["tokens"] == plain.metrics["tokens"] + len(texts)
+    # A one-token text has nothing to score without the prefix, and one token with it.
+    assert lengths[6] == 1
+    assert "ppl" not in plain.examples[6].scores
+    assert prefixed.examples[6].scores["tokens"] == 1
+    # The prefix is the tokenizer's BOS: the same scores as writing it into each text.
+    assert prefixed.metrics["tokens"] == written.metrics["tokens"]
+    assert_close(prefixed.metrics["nll"], written.metrics["nll"], rel=1e-6)
+    for ours, ref in zip(prefixed.examples, written.examples, strict=True):
+        assert_close(ours.scores["nll"], ref.scores["nll"], rel=1e-6)
+
+
+def test_prefix_token_changes_nothing_when_the_tokenizer_adds_bos(tiny_handle, write_jsonl):
+    adds_bos(tiny_handle.tokenizer)
+    path = write_jsonl([{"text": t} for t in make_texts(6, max_words=40, seed=4)])
+    plain = evaluate(tiny_handle, path, max_length=32)
+    prefixed = evaluate(tiny_handle, path, max_length=32, prefix_token=True)
+    assert [e.scores for e in prefixed.examples] == [e.scores for e in plain.examples]
+    assert prefixed.metrics == plain.metrics
+
+
+def test_prefix_token_falls_back_to_eos_without_a_bos_token(tiny_handle, write_jsonl):
+    tokenizer = tiny_handle.tokenizer
+    texts = make_texts(4, max_words=20, seed=5)
+    written = evaluate(
+        tiny_handle, write_jsonl([{"text": tokenizer.eos_token + t} for t in texts], name="e.jl")
+    )
+    tokenizer.bos_token = None
+    assert tokenizer.bos_token_id is None
+    prefixed = evaluate(tiny_handle, write_jsonl([{"text": t} for t in texts]), prefix_token=True)
+    assert [e.scores for e in prefixed.examples] == [e.scores for e in written.examples]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -131,4 +132,26 @@ def test_config_hash_follows_input_file_contents(tmp_path):
     evaluator = build_evaluator("perplexity", {"data": str(data)}, {"base_dir": tmp_path})
     before = config_hash(evaluator)
     data.write_text('{"text": "two"}\n')
+    assert config_hash(evaluator) != before
+
+
+def test_config_hash_follows_task_folder_contents(tmp_path):
+    from evaluators.runner import config_hash
+
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "task.yaml").write_text("task: a\n")
+
+    class FolderEvaluator(Evaluator):
+        name = "folder_probe"
+
+        class Config(Evaluator.Config):
+            include_path: Path
+
+        def evaluate(self, handle):  # pragma: no cover - never called
+            raise NotImplementedError
+
+    evaluator = FolderEvaluator(FolderEvaluator.Config(include_path=folder))
+    before = config_hash(evaluator)
+    (folder / "task.yaml").write_text("task: b\n")
     assert config_hash(evaluator) != before
