@@ -1,0 +1,1 @@
+"""A tiny third-party evalctl plugin: counts the words the model writes."""
