@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_cli_help.py", "bench_perplexity.py", "bench_generation.py", "bench_training.py"]
+SCRIPTS = [
+    "bench_cli_help.py",
+    "bench_perplexity.py",
+    "bench_generation.py",
+    "bench_training.py",
+    "bench_shared_eval.py",
+    "bench_lm_eval.py",
+]
 
 
 def main() -> int:
