@@ -424,6 +424,17 @@ def _root(
         raise typer.Exit()
 
 
+# --- gate commands (evalctl/cli_gate.py registers here) ---
+from evalctl.cli_gate import register as _register_gate  # noqa: E402
+
+_register_gate(app)
+
+# --- registry commands (evalctl/cli_registry.py registers here) ---
+from evalctl.cli_registry import register as _register_registry  # noqa: E402
+
+_register_registry(app)
+
+
 def main() -> None:
     """Run the CLI; user errors become one line and exit code 2."""
     try:

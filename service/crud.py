@@ -20,6 +20,10 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from service.errors import EvalctlError, NotFoundError, did_you_mean
 from service.models import (
+    ALIAS_ACTIONS,
+    Alias,
+    AliasEvent,
+    AliasEventCreate,
     Checkpoint,
     CheckpointCreate,
     EvalExample,
@@ -31,6 +35,7 @@ from service.models import (
     RunCreate,
     RunStatus,
     RunUpdate,
+    utcnow,
 )
 
 T = TypeVar("T")
@@ -59,6 +64,11 @@ def get_experiment_by_name(*, session: Session, name: str) -> Experiment:
         names = session.exec(select(Experiment.name)).all()
         raise NotFoundError(f"experiment '{name}' not found.{did_you_mean(name, names)}")
     return row
+
+
+def get_experiment(*, session: Session, experiment_id: int) -> Experiment:
+    """Return an experiment by id."""
+    return _get(session, Experiment, experiment_id)
 
 
 # --- runs ------------------------------------------------------------------------------
@@ -232,6 +242,104 @@ def list_examples(
     ordered = query.order_by(col(EvalExample.position), col(EvalExample.id))
     rows = session.exec(ordered.offset(offset).limit(limit)).all()
     return list(rows), _count(session, query)
+
+
+# --- aliases -------------------------------------------------------------------------
+
+
+def set_alias(
+    *,
+    session: Session,
+    experiment_id: int,
+    name: str,
+    checkpoint_id: int,
+    actor: str,
+    action: str = "promote",
+    gate: dict[str, Any] | None = None,
+    version: int | None = None,
+    token_id: int | None = None,
+) -> Alias:
+    """Point alias `name` at a checkpoint and record the move, in one transaction."""
+    if action not in ALIAS_ACTIONS:
+        raise ValueError(f"alias action must be one of {', '.join(ALIAS_ACTIONS)}, not {action!r}")
+    experiment = _get(session, Experiment, experiment_id)
+    checkpoint = _get(session, Checkpoint, checkpoint_id)
+    owner = _get(session, Run, checkpoint.run_id)
+    if owner.experiment_id != experiment_id:
+        other = _get(session, Experiment, owner.experiment_id).name
+        raise EvalctlError(
+            f"checkpoint {checkpoint_id} belongs to experiment '{other}', not '{experiment.name}'"
+        )
+    event_in = AliasEventCreate(
+        experiment_id=experiment_id,
+        name=name,
+        checkpoint_id=checkpoint_id,
+        version=version,
+        action=action,
+        actor=actor,
+        token_id=token_id,
+        gate=gate,
+    )
+    try:
+        return _move_alias(session=session, event_in=event_in)
+    except IntegrityError:
+        # A concurrent first promotion created the alias; move the row it inserted.
+        return _move_alias(session=session, event_in=event_in)
+
+
+def _move_alias(*, session: Session, event_in: AliasEventCreate) -> Alias:
+    query = select(Alias).where(
+        Alias.experiment_id == event_in.experiment_id, Alias.name == event_in.name
+    )
+    try:
+        # Row lock on Postgres so two moves of one alias record a consistent history.
+        alias = session.exec(query.with_for_update()).first()
+        previous = alias.checkpoint_id if alias is not None else None
+        if alias is None:
+            alias = Alias.model_validate(event_in)
+        alias.sqlmodel_update(
+            {"checkpoint_id": event_in.checkpoint_id, "version": event_in.version}
+        )
+        alias.updated_at = utcnow()
+        event = AliasEvent.model_validate(event_in, update={"previous_checkpoint_id": previous})
+        session.add(alias)
+        session.add(event)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    session.refresh(alias)
+    return alias
+
+
+def get_alias(*, session: Session, experiment_id: int, name: str) -> Alias:
+    """Return an experiment's alias `name` (NotFoundError naming both if it is not set)."""
+    experiment = _get(session, Experiment, experiment_id)
+    query = select(Alias).where(Alias.experiment_id == experiment_id, Alias.name == name)
+    row = session.exec(query).first()
+    if row is None:
+        raise NotFoundError(f"alias '@{name}' not set for experiment '{experiment.name}'")
+    return row
+
+
+def list_aliases(*, session: Session, experiment_id: int | None = None) -> list[Alias]:
+    """List aliases (of one experiment, or all) by experiment, then name."""
+    query = select(Alias)
+    if experiment_id is not None:
+        _get(session, Experiment, experiment_id)
+        query = query.where(Alias.experiment_id == experiment_id)
+    return list(session.exec(query.order_by(col(Alias.experiment_id), col(Alias.name))).all())
+
+
+def alias_history(*, session: Session, experiment_id: int, name: str) -> list[AliasEvent]:
+    """List the moves of an experiment's alias, newest first."""
+    _get(session, Experiment, experiment_id)
+    query = (
+        select(AliasEvent)
+        .where(AliasEvent.experiment_id == experiment_id, AliasEvent.name == name)
+        .order_by(col(AliasEvent.created_at).desc(), col(AliasEvent.id).desc())
+    )
+    return list(session.exec(query).all())
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -16,6 +17,8 @@ from sqlmodel import Session
 from service import crud
 from service.db import IMMEDIATE, ensure_schema, get_engine, normalize_url
 from service.models import (
+    AliasEventPublic,
+    AliasPublic,
     CheckpointCreate,
     CheckpointPublic,
     EvalExampleCreate,
@@ -60,6 +63,12 @@ class LocalRegistry:
         """Return the experiment called `name`, creating it if needed."""
         with self._session(write=True) as session:
             row = crud.get_or_create_experiment(session=session, name=name)
+            return ExperimentPublic.model_validate(row)
+
+    def get_experiment(self, *, name: str) -> ExperimentPublic:
+        """Return the experiment called `name` (NotFoundError, with a suggestion, if none)."""
+        with self._session() as session:
+            row = crud.get_experiment_by_name(session=session, name=name)
             return ExperimentPublic.model_validate(row)
 
     def list_experiments(self) -> list[ExperimentPublic]:
@@ -153,6 +162,49 @@ class LocalRegistry:
             )
             data = [EvalExamplePublic.model_validate(row) for row in rows]
             return EvalExamplesPublic(data=data, count=count)
+
+    def set_alias(
+        self,
+        *,
+        experiment_id: int,
+        name: str,
+        checkpoint_id: int,
+        actor: str,
+        action: str = "promote",
+        gate: dict[str, Any] | None = None,
+        version: int | None = None,
+    ) -> AliasPublic:
+        """Point an alias at a checkpoint and record the move in its history."""
+        with self._session(write=True) as session:
+            row = crud.set_alias(
+                session=session,
+                experiment_id=experiment_id,
+                name=name,
+                checkpoint_id=checkpoint_id,
+                actor=actor,
+                action=action,
+                gate=gate,
+                version=version,
+            )
+            return AliasPublic.model_validate(row)
+
+    def get_alias(self, *, experiment_id: int, name: str) -> AliasPublic:
+        """Return an experiment's alias (NotFoundError if it is not set)."""
+        with self._session() as session:
+            row = crud.get_alias(session=session, experiment_id=experiment_id, name=name)
+            return AliasPublic.model_validate(row)
+
+    def list_aliases(self, *, experiment_id: int | None = None) -> list[AliasPublic]:
+        """List aliases of one experiment, or of all, by experiment and name."""
+        with self._session() as session:
+            rows = crud.list_aliases(session=session, experiment_id=experiment_id)
+            return [AliasPublic.model_validate(row) for row in rows]
+
+    def alias_history(self, *, experiment_id: int, name: str) -> list[AliasEventPublic]:
+        """List an alias's moves, newest first."""
+        with self._session() as session:
+            rows = crud.alias_history(session=session, experiment_id=experiment_id, name=name)
+            return [AliasEventPublic.model_validate(row) for row in rows]
 
 
 def open_registry(url: str | None = None) -> LocalRegistry:

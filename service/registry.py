@@ -8,9 +8,11 @@ Every method takes keyword-only arguments and returns `*Public` models, never ro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from service.models import (
+    AliasEventPublic,
+    AliasPublic,
     CheckpointCreate,
     CheckpointPublic,
     EvalExampleCreate,
@@ -31,6 +33,14 @@ class Registry(Protocol):
 
     def get_or_create_experiment(self, *, name: str) -> ExperimentPublic:
         """Return the experiment called `name`, creating it if needed."""
+        ...
+
+    def get_experiment(self, *, name: str) -> ExperimentPublic:
+        """Return the experiment called `name` (NotFoundError, with a suggestion, if none)."""
+        ...
+
+    def list_experiments(self) -> list[ExperimentPublic]:
+        """List all experiments by name."""
         ...
 
     def create_run(self, *, run_in: RunCreate) -> RunPublic:
@@ -88,4 +98,30 @@ class Registry(Protocol):
         self, *, evaluation_id: int, limit: int | None = None, offset: int = 0
     ) -> EvalExamplesPublic:
         """List an evaluation's per-example scores in their original order."""
+        ...
+
+    def set_alias(
+        self,
+        *,
+        experiment_id: int,
+        name: str,
+        checkpoint_id: int,
+        actor: str,
+        action: str = "promote",
+        gate: dict[str, Any] | None = None,
+        version: int | None = None,
+    ) -> AliasPublic:
+        """Point an alias at a checkpoint and record the move in its history."""
+        ...
+
+    def get_alias(self, *, experiment_id: int, name: str) -> AliasPublic:
+        """Return an experiment's alias (NotFoundError if it is not set)."""
+        ...
+
+    def list_aliases(self, *, experiment_id: int | None = None) -> list[AliasPublic]:
+        """List aliases of one experiment, or of all, by experiment and name."""
+        ...
+
+    def alias_history(self, *, experiment_id: int, name: str) -> list[AliasEventPublic]:
+        """List an alias's moves, newest first."""
         ...

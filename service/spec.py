@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from service.gate.rule_spec import GateSpec
+
 
 class StrictModel(BaseModel):
     """Base of every spec section: unknown keys are errors."""
@@ -242,6 +244,9 @@ class Spec(StrictModel):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="Recording.")
     best_checkpoint: BestCheckpointSpec | None = Field(
         default=None, description="Metric that picks the best checkpoint (default: eval_loss)."
+    )
+    gate: GateSpec | None = Field(
+        default=None, description="Baseline and rules for `evalctl gate` (service.gate)."
     )
 
     _source: Path | None = PrivateAttr(default=None)

@@ -1,0 +1,116 @@
+"""MLflow Model Registry bridge: promoted checkpoints as model versions, aliases moved along.
+
+Owns the MLflow side of a promotion: one registered model per experiment (named after
+it), one model version per promoted checkpoint (source: the checkpoint folder as a
+`file://` URI; linked to the run's MLflow run when it has one; tagged
+`evalctl.checkpoint_id` so promoting the same checkpoint again reuses its version), and
+the registered model alias. The registry DB stays the source of truth for aliases; this
+module only mirrors them. mlflow is imported inside the functions (it is slow to import).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from service.errors import EvalctlError
+from service.models import CheckpointPublic, RunPublic
+
+CHECKPOINT_TAG = "evalctl.checkpoint_id"
+
+
+def register_promotion(
+    *,
+    tracking_uri: str,
+    experiment: str,
+    checkpoint: CheckpointPublic,
+    run: RunPublic,
+    alias: str,
+) -> int:
+    """Point MLflow alias `alias` of model `experiment` at the checkpoint's version; return it."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        version = checkpoint_version(client, experiment, checkpoint.id)
+        if version is None:
+            version = _create_version(client, experiment, checkpoint, run)
+        client.set_registered_model_alias(experiment, alias, str(version))
+    except MlflowException as exc:
+        raise EvalctlError(f"MLflow at {tracking_uri}: {_first_line(exc.message)}") from None
+    return version
+
+
+def checkpoint_version(client: Any, model: str, checkpoint_id: int) -> int | None:
+    """Return the version of `model` registered for a checkpoint, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(model)
+    except MlflowException:
+        return None
+    query = f"name = '{_quote(model)}' and tag.`{CHECKPOINT_TAG}` = '{checkpoint_id}'"
+    found = client.search_model_versions(query)
+    # Two processes may both have created one; the oldest is the one to keep using.
+    return min((int(v.version) for v in found), default=None)
+
+
+def checkpoint_source(checkpoint: CheckpointPublic) -> str:
+    """Return the model version source for a checkpoint: its folder as a file:// URI."""
+    path = Path(checkpoint.path)
+    return path.resolve().as_uri() if path.is_absolute() or path.exists() else checkpoint.path
+
+
+def _create_version(client: Any, model: str, checkpoint: CheckpointPublic, run: RunPublic) -> int:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(model, tags={"evalctl.experiment": model})
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    tags = {
+        CHECKPOINT_TAG: str(checkpoint.id),
+        "evalctl.run_id": str(run.id),
+        "evalctl.step": str(checkpoint.step),
+        "evalctl.sha256": checkpoint.sha256,
+    }
+    created = client.create_model_version(
+        model,
+        checkpoint_source(checkpoint),
+        run_id=_existing_run_id(client, run.mlflow_run_id),
+        tags=tags,
+        description=f"evalctl run {run.id} ({run.name}), checkpoint {checkpoint.id} "
+        f"at step {checkpoint.step}",
+    )
+    return int(created.version)
+
+
+def _existing_run_id(client: Any, run_id: str | None) -> str | None:
+    """Return `run_id` if this tracking store has that run (it may live elsewhere)."""
+    from mlflow.exceptions import MlflowException
+
+    if run_id is None:
+        return None
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        return None
+    return run_id
+
+
+def _client(tracking_uri: str) -> Any:
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "error"
