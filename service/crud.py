@@ -244,6 +244,21 @@ def list_examples(
     return list(rows), _count(session, query)
 
 
+def example_scores(*, session: Session, evaluation_id: int) -> list[tuple[str, Any, Any]]:
+    """Return (example_id, scores, details) per example by position, without ORM objects.
+
+    The gate reads tens of thousands of rows per checkpoint; building a row object and a
+    validated model for each costs more than the statistics, so this selects plain columns.
+    """
+    _get(session, Evaluation, evaluation_id)
+    query = (
+        select(EvalExample.example_id, EvalExample.scores, EvalExample.details)
+        .where(EvalExample.evaluation_id == evaluation_id)
+        .order_by(col(EvalExample.position), col(EvalExample.id))
+    )
+    return [(row[0], row[1], row[2]) for row in session.execute(query)]
+
+
 # --- aliases -------------------------------------------------------------------------
 
 

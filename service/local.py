@@ -33,6 +33,7 @@ from service.models import (
     RunStatus,
     RunUpdate,
 )
+from service.registry import ExampleScores
 
 
 class LocalRegistry:
@@ -162,6 +163,12 @@ class LocalRegistry:
             )
             data = [EvalExamplePublic.model_validate(row) for row in rows]
             return EvalExamplesPublic(data=data, count=count)
+
+    def list_example_scores(self, *, evaluation_id: int) -> list[ExampleScores]:
+        """Return every example's (example_id, scores, details), fast, in recorded order."""
+        with self._session() as session:
+            rows = crud.example_scores(session=session, evaluation_id=evaluation_id)
+        return [ExampleScores(eid, scores or {}, details or {}) for eid, scores, details in rows]
 
     def set_alias(
         self,

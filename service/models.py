@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, UniqueConstraint
+from pydantic import field_validator
+from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -287,4 +288,205 @@ class AliasEventPublic(AliasEventBase):
 
 class AliasEventsPublic(SQLModel):
     data: list[AliasEventPublic]
+    count: int
+
+
+# --- API tokens ------------------------------------------------------------------------
+
+#: What a token may do; plain strings (not a DB enum) so a new scope needs no migration.
+TOKEN_SCOPES = ("read", "write", "runner", "admin")
+#: How many leading characters of a token are stored in clear, to tell tokens apart.
+TOKEN_PREFIX_LEN = 8
+
+
+def _check_scopes(scopes: list[str]) -> list[str]:
+    unknown = [scope for scope in scopes if scope not in TOKEN_SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope(s) {unknown}; available: {', '.join(TOKEN_SCOPES)}")
+    return scopes
+
+
+class ApiTokenBase(SQLModel):
+    """A bearer token for the API; only its sha256 is stored, never the token itself."""
+
+    name: str = Field(max_length=200, description="What the token is for, e.g. 'ci'.")
+    scopes: list[str] = Field(
+        default_factory=list,
+        sa_type=JSONType,
+        description=f"Any of {', '.join(TOKEN_SCOPES)}.",
+        schema_extra={"json_schema_extra": {"items": {"enum": list(TOKEN_SCOPES)}}},
+    )
+    expires_at: datetime | None = Field(default=None, sa_type=TZDateTime)
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, scopes: list[str]) -> list[str]:
+        return _check_scopes(scopes)
+
+
+class ApiTokenCreate(ApiTokenBase):
+    pass
+
+
+class ApiToken(ApiTokenBase, table=True):
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    prefix: str = Field(max_length=TOKEN_PREFIX_LEN, description="The token's first characters.")
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TZDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=TZDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=TZDateTime)
+
+
+class ApiTokenPublic(ApiTokenBase):
+    id: int
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiTokenCreated(ApiTokenPublic):
+    """A token just created: the only time the plain token is shown."""
+
+    token: str
+
+
+class ApiTokensPublic(SQLModel):
+    data: list[ApiTokenPublic]
+    count: int
+
+
+# --- jobs ------------------------------------------------------------------------------
+
+#: Plain strings (not DB enums) so a new kind or status needs no migration.
+JOB_KINDS = ("train", "eval")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: Statuses a job never leaves.
+JOB_FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+class JobBase(SQLModel):
+    """Work for a runner: train a spec, or evaluate checkpoints; `payload` says which."""
+
+    kind: str = Field(max_length=16, schema_extra={"json_schema_extra": {"enum": list(JOB_KINDS)}})
+    spec_text: str
+    spec_path: str | None = Field(default=None, description="Where the spec was read from.")
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_type=JSONType,
+        description="Kind-specific input, e.g. {'checkpoint_ids': [...], 'evaluators': [...]}.",
+    )
+    gpus: int = Field(default=1, ge=1, description="GPUs the runner must have.")
+    labels: list[str] = Field(
+        default_factory=list, sa_type=JSONType, description="Labels the runner must all have."
+    )
+    run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
+    max_attempts: int = Field(default=3, ge=1, description="Claims before the job fails.")
+    created_by_token_id: int | None = Field(default=None, description="The API token used.")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in JOB_KINDS:
+            raise ValueError(f"job kind must be one of {', '.join(JOB_KINDS)}, not {kind!r}")
+        return kind
+
+
+class JobCreate(JobBase):
+    pass
+
+
+class Job(JobBase, table=True):
+    # The claim's scan: queued rows, oldest first, without a sort even when history is long.
+    __table_args__ = (Index("ix_job_status_created_at", "status", "created_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default="queued", max_length=16)
+    attempts: int = Field(default=0, description="How many times the job was claimed.")
+    lease_owner: int | None = Field(default=None, description="Id of the runner holding it.")
+    lease_expires_at: datetime | None = Field(default=None, sa_type=TZDateTime)
+    cancel_requested: bool = False
+    failure_reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TZDateTime, index=True)
+    started_at: datetime | None = Field(default=None, sa_type=TZDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=TZDateTime)
+
+
+class JobPublic(JobBase):
+    id: int
+    status: str
+    attempts: int
+    lease_owner: int | None
+    lease_expires_at: datetime | None
+    cancel_requested: bool
+    failure_reason: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobsPublic(SQLModel):
+    data: list[JobPublic]
+    count: int
+
+
+class JobLogBase(SQLModel):
+    line: str
+
+
+class JobLog(JobLogBase, table=True):
+    __tablename__ = "job_log"
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TZDateTime)
+
+
+class JobLogPublic(JobLogBase):
+    id: int
+    job_id: int
+    created_at: datetime
+
+
+class JobLogsPublic(SQLModel):
+    data: list[JobLogPublic]
+    count: int
+
+
+# --- runners ---------------------------------------------------------------------------
+
+RUNNER_STATUSES = ("idle", "busy", "offline")
+#: A runner not heard from for this long is listed as offline.
+RUNNER_OFFLINE_AFTER_S = 60.0
+
+
+class RunnerBase(SQLModel):
+    """A machine that pulls jobs; `labels` and `gpus` decide which jobs it may take."""
+
+    name: str = Field(max_length=200, unique=True, index=True)
+    labels: list[str] = Field(default_factory=list, sa_type=JSONType)
+    gpus: int = Field(default=0, ge=0)
+
+
+class RunnerCreate(RunnerBase):
+    pass
+
+
+class Runner(RunnerBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    status: str = Field(default="idle", max_length=16)
+    last_heartbeat_at: datetime = Field(default_factory=utcnow, sa_type=TZDateTime)
+    current_job_id: int | None = Field(default=None, foreign_key="job.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=TZDateTime)
+
+
+class RunnerPublic(RunnerBase):
+    id: int
+    status: str
+    last_heartbeat_at: datetime
+    current_job_id: int | None
+    created_at: datetime
+
+
+class RunnersPublic(SQLModel):
+    data: list[RunnerPublic]
     count: int

@@ -8,7 +8,7 @@ Every method takes keyword-only arguments and returns `*Public` models, never ro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from service.models import (
     AliasEventPublic,
@@ -26,6 +26,14 @@ from service.models import (
     RunStatus,
     RunUpdate,
 )
+
+
+class ExampleScores(NamedTuple):
+    """One example's scores as plain data (what bulk readers such as the gate need)."""
+
+    example_id: str
+    scores: dict[str, float]
+    details: dict[str, Any]
 
 
 class Registry(Protocol):
@@ -98,6 +106,10 @@ class Registry(Protocol):
         self, *, evaluation_id: int, limit: int | None = None, offset: int = 0
     ) -> EvalExamplesPublic:
         """List an evaluation's per-example scores in their original order."""
+        ...
+
+    def list_example_scores(self, *, evaluation_id: int) -> list[ExampleScores]:
+        """Return every example's (example_id, scores, details), fast, in recorded order."""
         ...
 
     def set_alias(

@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.gate.rule_spec import CHECKPOINT_METRICS
-from service.models import EvalExamplePublic, EvaluationPublic, EvaluationStatus
-from service.registry import Registry
+from service.models import EvaluationPublic, EvaluationStatus
+from service.registry import ExampleScores, Registry
 
 
 @dataclass
 class Examples:
     """An evaluation's per-example rows by example id, in their recorded order."""
 
-    by_id: dict[str, EvalExamplePublic]
+    by_id: dict[str, ExampleScores]
 
     def score_keys(self) -> set[str]:
         """Return every per-example score key present on at least one example."""
@@ -108,8 +108,8 @@ class GateSide:
         if evaluation is None:
             return None
         if evaluator not in self._examples:
-            page = self.registry.list_examples(evaluation_id=evaluation.id)
-            self._examples[evaluator] = Examples({e.example_id: e for e in page.data})
+            rows = self.registry.list_example_scores(evaluation_id=evaluation.id)
+            self._examples[evaluator] = Examples({row.example_id: row for row in rows})
         return self._examples[evaluator]
 
     def score_keys(self) -> set[str]:

@@ -364,3 +364,15 @@ def test_result_is_a_frozen_record(scores: tuple[np.ndarray, np.ndarray]) -> Non
     assert isinstance(result, PairedResult)
     with pytest.raises(AttributeError):
         result.p_value = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (10, 10), (57, 140), (1, 2000)])
+def test_exact_interval_matches_scipy_binomtest(k: int, n: int):
+    from scipy import stats as scipy_stats
+
+    from service.gate.stats import _clopper_pearson
+
+    expected = scipy_stats.binomtest(k, n, 0.5).proportion_ci(0.9, "exact")
+    low, high = _clopper_pearson(k, n, 0.9)
+    assert low == pytest.approx(expected.low, abs=1e-12)
+    assert high == pytest.approx(expected.high, abs=1e-12)

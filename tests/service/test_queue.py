@@ -1,0 +1,396 @@
+"""The control plane on SQLite and Postgres: API tokens, the leased job queue, runners."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from service import crud, queue
+from service.db import get_engine, upgrade
+from service.errors import EvalctlError, NotFoundError
+from service.models import (
+    ApiTokenPublic,
+    Job,
+    JobCreate,
+    JobLogPublic,
+    JobPublic,
+    RunCreate,
+    RunnerPublic,
+    utcnow,
+)
+from service.queue import LeaseError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A migrated, empty database per test: claims take any job, so queues must not mix."""
+    upgrade(db_url)
+    yield get_engine(db_url)
+
+
+def call(engine: Engine, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """Run one data-access call in its own session, as one API request would."""
+    with Session(engine) as session:
+        result = fn(session=session, **kwargs)
+        return _public(result)
+
+
+def _public(result: Any) -> Any:
+    kinds = {"Job": JobPublic, "ApiToken": ApiTokenPublic, "Runner": RunnerPublic}
+    kinds["JobLog"] = JobLogPublic
+    if isinstance(result, list):
+        return [_public(item) for item in result]
+    if isinstance(result, tuple):
+        return tuple(_public(item) for item in result)
+    model = kinds.get(type(result).__name__)
+    return model.model_validate(result) if model is not None else result
+
+
+def enqueue(engine: Engine, **kwargs: Any) -> JobPublic:
+    fields: dict[str, Any] = {"kind": "train", "spec_text": "name: x\n"} | kwargs
+    return call(engine, queue.enqueue_job, job_in=JobCreate(**fields))
+
+
+def claim(engine: Engine, runner_id: int = 1, **kwargs: Any) -> JobPublic | None:
+    fields: dict[str, Any] = {"labels": [], "gpus": 1, "lease_seconds": 60.0} | kwargs
+    return call(engine, queue.claim_job, runner_id=runner_id, **fields)
+
+
+# --- tokens ----------------------------------------------------------------------------
+
+
+def test_token_authenticates_and_only_its_hash_is_stored(engine: Engine) -> None:
+    plain, row = call(engine, queue.create_token, name="ci", scopes=["read", "write"])
+    assert plain.startswith("evk_") and len(plain) > 40
+    assert row.prefix == plain[:8]
+    assert "token_hash" not in ApiTokenPublic.model_fields
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT * FROM api_token")).mappings().one()
+    assert plain not in json.dumps({k: str(v) for k, v in stored.items()})
+    assert stored["token_hash"] == queue.hash_token(plain) != plain
+
+    found = call(engine, queue.authenticate_token, plain=plain)
+    assert found is not None and found.id == row.id and found.scopes == ["read", "write"]
+    assert found.last_used_at is not None
+    assert call(engine, queue.authenticate_token, plain=plain + "x") is None
+    assert call(engine, queue.authenticate_token, plain="") is None
+
+
+def test_last_used_at_is_written_at_most_once_a_minute(engine: Engine) -> None:
+    plain, _ = call(engine, queue.create_token, name="ci", scopes=["read"])
+    first = call(engine, queue.authenticate_token, plain=plain).last_used_at
+    assert call(engine, queue.authenticate_token, plain=plain).last_used_at == first
+    with engine.begin() as conn:  # pretend the last use was two minutes ago
+        old = first - timedelta(minutes=2)
+        conn.execute(text("UPDATE api_token SET last_used_at = :t"), {"t": old})
+    assert call(engine, queue.authenticate_token, plain=plain).last_used_at > first
+
+
+def test_revoked_and_expired_tokens_do_not_authenticate(engine: Engine) -> None:
+    plain, row = call(engine, queue.create_token, name="a", scopes=["admin"])
+    past = utcnow() - timedelta(seconds=1)
+    expired, _ = call(engine, queue.create_token, name="b", scopes=["read"], expires_at=past)
+    future = utcnow() + timedelta(days=1)
+    live, _ = call(engine, queue.create_token, name="c", scopes=["runner"], expires_at=future)
+    assert call(engine, queue.count_tokens) == 3
+    assert call(engine, queue.count_tokens, active_only=True) == 2
+
+    revoked = call(engine, queue.revoke_token, token_id=row.id)
+    assert revoked.revoked_at is not None
+    assert call(engine, queue.authenticate_token, plain=plain) is None
+    assert call(engine, queue.authenticate_token, plain=expired) is None
+    assert call(engine, queue.authenticate_token, plain=live) is not None
+    assert call(engine, queue.count_tokens, active_only=True) == 1
+    assert [t.name for t in call(engine, queue.list_tokens)] == ["a", "b", "c"]
+    with pytest.raises(NotFoundError, match="api token 999 not found"):
+        call(engine, queue.revoke_token, token_id=999)
+
+
+def test_unknown_scope_is_refused_with_the_choices(engine: Engine) -> None:
+    with pytest.raises(EvalctlError, match=r"Unknown scope 'wirte'\. Did you mean 'write'\?"):
+        call(engine, queue.create_token, name="x", scopes=["wirte"])
+    assert call(engine, queue.count_tokens) == 0
+
+
+# --- claiming --------------------------------------------------------------------------
+
+
+def test_claims_are_first_in_first_out_and_lease_the_job(engine: Engine) -> None:
+    jobs = [enqueue(engine, payload={"n": i}) for i in range(3)]
+    first = claim(engine, runner_id=7, lease_seconds=30)
+    assert first is not None and first.id == jobs[0].id
+    assert (first.status, first.lease_owner, first.attempts) == ("running", 7, 1)
+    assert first.started_at is not None and first.lease_expires_at is not None
+    assert timedelta(seconds=25) < first.lease_expires_at - utcnow() <= timedelta(seconds=30)
+    assert [claim(engine).id, claim(engine).id] == [jobs[1].id, jobs[2].id]
+    assert claim(engine) is None
+
+
+def test_runner_gets_only_jobs_its_labels_and_gpus_allow(engine: Engine) -> None:
+    needs_a100 = enqueue(engine, labels=["a100"], gpus=1)
+    needs_two = enqueue(engine, labels=[], gpus=2)
+    anywhere = enqueue(engine, labels=[], gpus=1)
+    both = enqueue(engine, labels=["a100", "nvlink"], gpus=4)
+
+    cpu_box = {"labels": ["cpu"], "gpus": 1}
+    assert claim(engine, **cpu_box).id == anywhere.id
+    assert claim(engine, **cpu_box) is None
+    big = {"labels": ["a100", "nvlink", "x"], "gpus": 2}
+    assert claim(engine, **big).id == needs_a100.id
+    assert claim(engine, **big).id == needs_two.id
+    assert claim(engine, **big) is None  # `both` wants 4 GPUs
+    assert claim(engine, labels=["nvlink", "a100"], gpus=8).id == both.id
+
+
+def test_sqlite_scan_reaches_a_matching_job_behind_many_others(engine: Engine) -> None:
+    with Session(engine) as session:
+        for _ in range(queue._SCAN_BATCH + 5):
+            session.add(Job(kind="eval", spec_text="", labels=["tpu"]))
+        session.commit()
+    target = enqueue(engine, labels=["gpu"])
+    assert claim(engine, labels=["gpu"]).id == target.id
+
+
+def test_expired_lease_is_requeued_and_the_next_claim_counts_an_attempt(engine: Engine) -> None:
+    job = enqueue(engine)
+    claim(engine, runner_id=1, lease_seconds=0.05)
+    time.sleep(0.1)
+    again = claim(engine, runner_id=2)
+    assert again is not None and again.id == job.id
+    assert (again.attempts, again.lease_owner) == (2, 2)
+    with pytest.raises(LeaseError, match="does not hold the lease on job"):
+        call(engine, queue.heartbeat_job, job_id=job.id, runner_id=1, lease_seconds=60)
+    with pytest.raises(LeaseError):
+        call(engine, queue.finish_job, job_id=job.id, runner_id=1, status="succeeded")
+
+
+def test_job_out_of_attempts_fails_with_the_reason(engine: Engine) -> None:
+    job = enqueue(engine, max_attempts=2)
+    for runner in (1, 2):
+        assert claim(engine, runner_id=runner, lease_seconds=60).id == job.id
+        later = utcnow() + timedelta(minutes=5)
+        assert call(engine, queue.requeue_expired, now=later) == 1
+    failed = call(engine, queue.get_job, job_id=job.id)
+    assert (failed.status, failed.failure_reason) == ("failed", "lease expired 2 times")
+    assert failed.finished_at is not None and failed.lease_owner is None
+    assert claim(engine) is None
+    assert call(engine, queue.requeue_expired, now=utcnow() + timedelta(hours=1)) == 0
+
+
+def test_heartbeat_renews_only_for_the_holder(engine: Engine) -> None:
+    job = enqueue(engine)
+    leased = claim(engine, runner_id=1, lease_seconds=1)
+    beat = call(engine, queue.heartbeat_job, job_id=job.id, runner_id=1, lease_seconds=120)
+    assert beat.lease_expires_at > leased.lease_expires_at + timedelta(seconds=100)
+    assert beat.cancel_requested is False
+    with pytest.raises(LeaseError, match=r"runner 2 does not hold .* leased to runner 1"):
+        call(engine, queue.heartbeat_job, job_id=job.id, runner_id=2, lease_seconds=60)
+    with pytest.raises(LeaseError):
+        call(engine, queue.append_job_logs, job_id=job.id, runner_id=2, lines=["x"])
+    with pytest.raises(NotFoundError, match="job 999 not found"):
+        call(engine, queue.heartbeat_job, job_id=999, runner_id=1, lease_seconds=60)
+
+
+def test_finish_succeeds_or_retries_a_retryable_failure(engine: Engine, unique_name: str) -> None:
+    with Session(engine) as session:
+        experiment = crud.get_or_create_experiment(session=session, name=unique_name)
+        run_in = RunCreate(name="r", experiment_id=experiment.id, spec_text="", spec_hash="0")
+        run_id = crud.create_run(session=session, run_in=run_in).id
+    job = enqueue(engine, max_attempts=2)
+    claim(engine, runner_id=1)
+    retried = call(
+        engine,
+        queue.finish_job,
+        job_id=job.id,
+        runner_id=1,
+        status="failed",
+        failure_reason="CUDA OOM",
+        retryable=True,
+    )
+    assert (retried.status, retried.failure_reason, retried.lease_owner) == (
+        "queued",
+        "CUDA OOM",
+        None,
+    )
+    claim(engine, runner_id=1)
+    final = call(
+        engine, queue.finish_job, job_id=job.id, runner_id=1, status="failed", retryable=True
+    )
+    assert (final.status, final.attempts) == ("failed", 2)  # no attempts left
+
+    other = enqueue(engine)
+    claim(engine, runner_id=3)
+    done = call(
+        engine, queue.finish_job, job_id=other.id, runner_id=3, status="succeeded", run_id=run_id
+    )
+    assert (done.status, done.run_id, done.failure_reason) == ("succeeded", run_id, None)
+    assert done.finished_at is not None
+    with pytest.raises(LeaseError):  # finished: the lease is gone
+        call(engine, queue.heartbeat_job, job_id=other.id, runner_id=3, lease_seconds=60)
+
+
+def test_cancel_queued_at_once_and_running_by_request(engine: Engine) -> None:
+    queued, running = enqueue(engine), enqueue(engine)
+    claim(engine, runner_id=1)  # takes `queued` (the oldest)
+    queued, running = running, queued
+    cancelled = call(engine, queue.cancel_job, job_id=queued.id)
+    assert (cancelled.status, cancelled.finished_at is not None) == ("cancelled", True)
+    assert claim(engine) is None
+
+    asked = call(engine, queue.cancel_job, job_id=running.id)
+    assert (asked.status, asked.cancel_requested) == ("running", True)
+    beat = call(engine, queue.heartbeat_job, job_id=running.id, runner_id=1, lease_seconds=60)
+    assert beat.cancel_requested is True
+    stopped = call(engine, queue.finish_job, job_id=running.id, runner_id=1, status="cancelled")
+    assert stopped.status == "cancelled"
+    assert call(engine, queue.cancel_job, job_id=running.id).status == "cancelled"  # idempotent
+
+    done = enqueue(engine)
+    claim(engine, runner_id=1)
+    call(engine, queue.finish_job, job_id=done.id, runner_id=1, status="succeeded")
+    with pytest.raises(EvalctlError, match=f"job {done.id} already succeeded"):
+        call(engine, queue.cancel_job, job_id=done.id)
+
+
+def test_cancel_requested_job_whose_lease_expires_is_cancelled_not_requeued(
+    engine: Engine,
+) -> None:
+    job = enqueue(engine)
+    claim(engine, runner_id=1)
+    call(engine, queue.cancel_job, job_id=job.id)
+    assert call(engine, queue.requeue_expired, now=utcnow() + timedelta(hours=1)) == 1
+    assert call(engine, queue.get_job, job_id=job.id).status == "cancelled"
+
+
+def test_logs_come_back_in_order_and_page_by_id(engine: Engine) -> None:
+    job = enqueue(engine)
+    claim(engine, runner_id=1)
+    call(engine, queue.append_job_logs, job_id=job.id, runner_id=1, lines=["a", "b", "ü 🚀"])
+    call(engine, queue.append_job_logs, job_id=job.id, runner_id=1, lines=["d"])
+    logs = call(engine, queue.job_logs, job_id=job.id)
+    assert [log.line for log in logs] == ["a", "b", "ü 🚀", "d"]
+    rest = call(engine, queue.job_logs, job_id=job.id, after_id=logs[1].id, limit=1)
+    assert [log.line for log in rest] == ["ü 🚀"]
+
+
+def test_list_jobs_filters_by_status_and_counts(engine: Engine) -> None:
+    for _ in range(3):
+        enqueue(engine)
+    claim(engine)
+    rows, count = call(engine, queue.list_jobs, status="queued", limit=1)
+    assert count == 2 and len(rows) == 1
+    assert call(engine, queue.list_jobs, limit=10)[1] == 3
+    with pytest.raises(EvalctlError, match="Did you mean 'queued'"):
+        call(engine, queue.list_jobs, status="queud")
+
+
+# --- runners ---------------------------------------------------------------------------
+
+
+def test_runner_registration_heartbeat_and_offline(engine: Engine) -> None:
+    runner = call(engine, queue.register_runner, name="gpu-1", labels=["a100"], gpus=2)
+    again = call(engine, queue.register_runner, name="gpu-1", labels=["h100"], gpus=8)
+    assert again.id == runner.id and (again.labels, again.gpus) == (["h100"], 8)
+    job = enqueue(engine)
+    busy = call(engine, queue.runner_heartbeat, runner_id=runner.id, current_job_id=job.id)
+    assert (busy.status, busy.current_job_id) == ("busy", job.id)
+    call(engine, queue.register_runner, name="gpu-2", labels=[], gpus=1)
+    with engine.begin() as conn:
+        stale = utcnow() - timedelta(seconds=61)
+        conn.execute(
+            text("UPDATE runner SET last_heartbeat_at = :t WHERE name = 'gpu-2'"), {"t": stale}
+        )
+    listed = {r.name: r.status for r in call(engine, queue.list_runners)}
+    assert listed == {"gpu-1": "busy", "gpu-2": "offline"}
+    with engine.connect() as conn:  # computed for the listing, not written
+        assert conn.execute(text("SELECT status FROM runner WHERE name='gpu-2'")).scalar() == "idle"
+
+
+# --- concurrency -----------------------------------------------------------------------
+
+
+def test_eight_threads_claim_every_job_exactly_once(engine: Engine) -> None:
+    ids = {enqueue(engine, payload={"i": i}).id for i in range(50)}
+    claimed: list[int] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker(runner_id: int) -> None:
+        try:
+            while (job := claim(engine, runner_id=runner_id)) is not None:
+                with lock:
+                    claimed.append(job.id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert sorted(claimed) == sorted(ids)
+    rows, _ = call(engine, queue.list_jobs, limit=None)
+    assert {(r.status, r.attempts) for r in rows} == {("running", 1)}
+
+
+WORKER = """
+import json, sys
+from sqlmodel import Session
+from service import queue
+from service.db import make_engine
+engine = make_engine(sys.argv[1])
+sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
+got = []
+while True:
+    with Session(engine) as session:
+        job = queue.claim_job(session=session, runner_id=int(sys.argv[2]), labels=[], gpus=1,
+                              lease_seconds=60)
+        if job is None:
+            break
+        got.append(job.id)
+print(json.dumps(got))
+"""
+
+
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_four_processes_claim_every_job_exactly_once(engine: Engine, db_url: str) -> None:
+    ids = {enqueue(engine).id for _ in range(50)}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, db_url, str(n)],
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    for worker in workers:  # imports done in all of them, then start together
+        assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    claimed: list[int] = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        claimed += json.loads(out)
+    assert sorted(claimed) == sorted(ids)
