@@ -245,14 +245,16 @@ def list_examples(
 
 
 def example_scores(*, session: Session, evaluation_id: int) -> list[tuple[str, Any, Any]]:
-    """Return (example_id, scores, details) per example by position, without ORM objects.
+    """Return (example_id, scores, cluster) per example by position, without ORM objects.
 
-    The gate reads tens of thousands of rows per checkpoint; building a row object and a
-    validated model for each costs more than the statistics, so this selects plain columns.
+    The gate reads tens of thousands of rows per checkpoint: building a row object and a
+    validated model for each, or decoding every example's details (outputs, prompts),
+    costs more than the statistics, so this selects the scores and the cluster id only.
     """
     _get(session, Evaluation, evaluation_id)
+    cluster = col(EvalExample.details)["cluster"].as_string()
     query = (
-        select(EvalExample.example_id, EvalExample.scores, EvalExample.details)
+        select(col(EvalExample.example_id), col(EvalExample.scores), cluster)
         .where(EvalExample.evaluation_id == evaluation_id)
         .order_by(col(EvalExample.position), col(EvalExample.id))
     )

@@ -165,10 +165,10 @@ class LocalRegistry:
             return EvalExamplesPublic(data=data, count=count)
 
     def list_example_scores(self, *, evaluation_id: int) -> list[ExampleScores]:
-        """Return every example's (example_id, scores, details), fast, in recorded order."""
+        """Return every example's (example_id, scores, cluster id), fast, in recorded order."""
         with self._session() as session:
             rows = crud.example_scores(session=session, evaluation_id=evaluation_id)
-        return [ExampleScores(eid, scores or {}, details or {}) for eid, scores, details in rows]
+        return [ExampleScores(eid, scores or {}, cluster) for eid, scores, cluster in rows]
 
     def set_alias(
         self,

@@ -33,7 +33,7 @@ class ExampleScores(NamedTuple):
 
     example_id: str
     scores: dict[str, float]
-    details: dict[str, Any]
+    cluster: str | None
 
 
 class Registry(Protocol):
@@ -109,7 +109,7 @@ class Registry(Protocol):
         ...
 
     def list_example_scores(self, *, evaluation_id: int) -> list[ExampleScores]:
-        """Return every example's (example_id, scores, details), fast, in recorded order."""
+        """Return every example's (example_id, scores, cluster id), fast, in recorded order."""
         ...
 
     def set_alias(

@@ -19,7 +19,6 @@ The arithmetic is `service.gate.stats`'; this module only prepares aligned array
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,14 +49,17 @@ def _nll_rows(parts: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.column_stack([np.where(tokens > 0, nll * tokens, 0.0), tokens])
 
 
-def _mean_nll(rows: NDArray[np.float64]) -> float:
-    tokens = float(rows[:, 1].sum())
-    return float(rows[:, 0].sum()) / tokens if tokens else math.inf
+def _mean_nll(rows: NDArray[np.float64]) -> Any:
+    # Works on one (n, 2) array or a stack of resamples (k, n, 2): sums over examples.
+    nll = rows[..., 0].sum(axis=-1)
+    tokens = rows[..., 1].sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tokens > 0, nll / np.where(tokens > 0, tokens, 1), np.inf)
 
 
 CORPUS_STATISTICS: dict[str, CorpusStatistic] = {
     "perplexity.ppl": CorpusStatistic(
-        ("nll", "tokens"), _nll_rows, lambda rows: math.exp(_mean_nll(rows))
+        ("nll", "tokens"), _nll_rows, lambda rows: np.exp(_mean_nll(rows))
     ),
     "perplexity.nll": CorpusStatistic(("nll", "tokens"), _nll_rows, _mean_nll),
 }
@@ -96,6 +98,7 @@ def run_rule(
             alpha=test.alpha,
             margin=test.margin,
             higher_is_better=direction,
+            vectorized=True,
         )
         return result, paired.warnings
     basis = rule.per_example or rule.metric
@@ -197,7 +200,7 @@ def _clusters(
 ) -> list[str | None] | None:
     found: list[str | None] = []
     for i in ids:
-        value = cand.by_id[i].details.get("cluster", base.by_id[i].details.get("cluster"))
+        value = cand.by_id[i].cluster or base.by_id[i].cluster
         found.append(None if value is None else str(value))
     distinct = {v for v in found if v is not None}
     if not distinct:

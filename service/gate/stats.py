@@ -182,6 +182,7 @@ def paired_bootstrap(
     higher_is_better: bool = True,
     n_resamples: int = 2000,
     seed: int = 0,
+    vectorized: bool = False,
 ) -> PairedResult:
     """Bootstrap a corpus-level statistic jointly over example indices and test for a drop.
 
@@ -193,6 +194,10 @@ def paired_bootstrap(
     other sequences as a list `[rows[i] for i in idx]`. p = (1 + #{resamples where the
     candidate is not worse by more than margin}) / (1 + n_resamples); the interval is the
     percentile interval of the resampled deltas; `se` is their standard deviation.
+
+    `vectorized=True` (numpy rows only) promises that `statistic` also accepts a stack of
+    resamples, shape (k, n, ...), and returns k values: resamples are then computed in
+    chunks, which is what keeps a gate over 10,000 examples fast.
 
     Raises:
         ValueError: on mismatched lengths, fewer than 2 rows, n_resamples < 1, alpha
@@ -212,10 +217,17 @@ def paired_bootstrap(
     base_stat = float(statistic(baseline_rows))
     cand_stat = float(statistic(candidate_rows))
     rng = np.random.default_rng(seed)
-    deltas = np.empty(n_resamples)
-    for r in range(n_resamples):
-        idx = rng.integers(0, n, size=n)
-        deltas[r] = statistic(_take(candidate_rows, idx)) - statistic(_take(baseline_rows, idx))
+    if (
+        vectorized
+        and isinstance(baseline_rows, np.ndarray)
+        and isinstance(candidate_rows, np.ndarray)
+    ):
+        deltas = _vectorized_deltas(baseline_rows, candidate_rows, statistic, n_resamples, rng)
+    else:
+        deltas = np.empty(n_resamples)
+        for r in range(n_resamples):
+            idx = rng.integers(0, n, size=n)
+            deltas[r] = statistic(_take(candidate_rows, idx)) - statistic(_take(baseline_rows, idx))
     if not (np.isfinite(deltas).all() and np.isfinite([base_stat, cand_stat]).all()):
         raise ValueError("statistic returned a non-finite value on the data or a resample")
     improvement = deltas if higher_is_better else -deltas
@@ -331,6 +343,26 @@ def _clopper_pearson(k: int, n: int, confidence: float) -> tuple[float, float]:
     low = float(special.betaincinv(k, n - k + 1, tail)) if k > 0 else 0.0
     high = float(special.betaincinv(k + 1, n - k, 1.0 - tail)) if k < n else 1.0
     return low, high
+
+
+def _vectorized_deltas(
+    base: NDArray[Any],
+    cand: NDArray[Any],
+    statistic: Callable[[Any], Any],
+    n_resamples: int,
+    rng: np.random.Generator,
+) -> NDArray[np.float64]:
+    n = len(base)
+    width = max(1, int(np.prod(base.shape[1:])))
+    chunk = max(1, min(n_resamples, 2_000_000 // (n * width)))  # ~16 MB per side
+    deltas = np.empty(n_resamples)
+    for start in range(0, n_resamples, chunk):
+        k = min(chunk, n_resamples - start)
+        idx = rng.integers(0, n, size=(k, n))
+        deltas[start : start + k] = np.asarray(statistic(cand[idx])) - np.asarray(
+            statistic(base[idx])
+        )
+    return deltas
 
 
 def _take(rows: Sequence[Any], idx: NDArray[np.intp]) -> Any:

@@ -335,3 +335,29 @@ def test_open_registry_defaults_to_sqlite_under_evalctl_home(evalctl_home: Path)
     assert database.is_file()
     assert current_revision(f"sqlite:///{database}") in head_revisions()
     dispose_engines(registry.url)
+
+
+def test_example_scores_read_fast_with_cluster_ids(
+    registry: LocalRegistry, experiment: ExperimentPublic
+) -> None:
+    run = make_run(registry, experiment, "scores")
+    checkpoint = registry.record_checkpoint(checkpoint_in=checkpoint_in(run))
+    examples = [
+        EvalExampleCreate(
+            position=i,
+            example_id=f"q{i}",
+            scores={"correct": float(i % 2)},
+            details={"output": f"{UNICODE} {i}", **({"cluster": f"doc-{i // 3}"} if i else {})},
+        )
+        for i in range(7)
+    ]
+    evaluation = registry.record_evaluation(
+        evaluation_in=EvaluationCreate(
+            checkpoint_id=checkpoint.id, evaluator="classification", config_hash="d" * 64
+        ),
+        examples=examples,
+    )
+    rows = registry.list_example_scores(evaluation_id=evaluation.id)
+    assert [r.example_id for r in rows] == [f"q{i}" for i in range(7)]
+    assert [r.scores["correct"] for r in rows] == [float(i % 2) for i in range(7)]
+    assert [r.cluster for r in rows] == [None] + [f"doc-{i // 3}" for i in range(1, 7)]

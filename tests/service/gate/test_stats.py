@@ -376,3 +376,23 @@ def test_exact_interval_matches_scipy_binomtest(k: int, n: int):
     low, high = _clopper_pearson(k, n, 0.9)
     assert low == pytest.approx(expected.low, abs=1e-12)
     assert high == pytest.approx(expected.high, abs=1e-12)
+
+
+def test_vectorized_bootstrap_equals_the_resample_loop():
+    from service.gate.stats import paired_bootstrap
+
+    rng = np.random.default_rng(3)
+    base = np.column_stack([rng.gamma(2.0, 1.0, 500), rng.integers(5, 50, 500).astype(float)])
+    cand = base.copy()
+    cand[:, 0] *= 1.02
+
+    def ratio(rows):
+        return rows[..., 0].sum(axis=-1) / rows[..., 1].sum(axis=-1)
+
+    loop = paired_bootstrap(base, cand, ratio, higher_is_better=False, n_resamples=300, seed=5)
+    fast = paired_bootstrap(
+        base, cand, ratio, higher_is_better=False, n_resamples=300, seed=5, vectorized=True
+    )
+    assert fast.p_value == pytest.approx(loop.p_value, abs=1e-12)
+    assert fast.ci_low == pytest.approx(loop.ci_low, rel=1e-9)
+    assert fast.ci_high == pytest.approx(loop.ci_high, rel=1e-9)
