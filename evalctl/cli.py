@@ -435,6 +435,12 @@ from evalctl.cli_registry import register as _register_registry  # noqa: E402
 _register_registry(app)
 
 
+# --- service commands (evalctl/cli_serve.py registers here) ---
+from evalctl.cli_serve import register as _register_serve  # noqa: E402
+
+_register_serve(app)
+
+
 def main() -> None:
     """Run the CLI; user errors become one line and exit code 2."""
     try:

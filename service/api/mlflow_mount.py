@@ -1,0 +1,138 @@
+"""MLflow's tracking server inside the service, under `/mlflow`, behind the same tokens.
+
+Runners need one URL: `MLFLOW_TRACKING_URI=http://host:port/mlflow` with
+`MLFLOW_TRACKING_TOKEN=<evalctl token>` (MLflow clients send it as a bearer token).
+How: MLflow's own server is a Flask app (`mlflow.server.app`) whose handlers read the
+backend store from process environment variables (`_MLFLOW_SERVER_FILE_STORE` etc.) and
+keep the stores in module globals. On the first `/mlflow` request this module sets those
+variables (backend and registry store = `settings.tracking_uri`; artifacts served by the
+service and stored under `EVALCTL_HOME/mlartifacts`, so runners on other machines can log
+artifacts as `mlflow-artifacts:/` URIs), imports the app (about 3 s, hence lazily, so the
+API starts fast), initialises the stores, and from then on runs every request through
+a WSGI bridge (starlette's `WSGIResponder`, with the body collected in one join rather
+than starlette's quadratic concatenation). So one process serves one MLflow backend.
+
+Auth comes first: GET/HEAD/OPTIONS need a `read` token, anything else `write` (see
+`service.api.auth`); the body is only read once the token is accepted. MLflow's own Flask
+security middleware (Host-header allow-list against DNS rebinding, CORS) is switched off by
+default (`MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE=true` unless set): it would refuse
+runners that reach the server by a public host name, and every request here already
+carries a bearer token, which a rebinding or cross-origin page cannot supply.
+The body-size limit of the service applies here too (raise `max_body_bytes` for large
+artifact uploads).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from fastapi import HTTPException
+from sqlalchemy import Engine
+from starlette.types import Receive, Scope, Send
+
+from service.api.auth import Need, authenticate, check
+from service.api.limits import send_json
+from service.settings import Settings
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def configure_mlflow_server(settings: Settings) -> Callable[..., Any]:
+    """Point MLflow's server module at our stores and return its Flask (WSGI) app."""
+    artifacts = settings.home_dir / "mlartifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", "true")
+    os.environ["_MLFLOW_SERVER_FILE_STORE"] = settings.tracking_uri
+    os.environ["_MLFLOW_SERVER_REGISTRY_STORE"] = settings.tracking_uri
+    os.environ["_MLFLOW_SERVER_SERVE_ARTIFACTS"] = "true"
+    os.environ["_MLFLOW_SERVER_ARTIFACT_DESTINATION"] = str(artifacts)
+    os.environ["_MLFLOW_SERVER_ARTIFACT_ROOT"] = "mlflow-artifacts:/"
+    from mlflow.server import app as flask_app
+    from mlflow.server import handlers
+    from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR
+
+    assert BACKEND_STORE_URI_ENV_VAR == "_MLFLOW_SERVER_FILE_STORE", "MLflow renamed its env"
+    handlers.initialize_backend_stores(
+        settings.tracking_uri, settings.tracking_uri, "mlflow-artifacts:/"
+    )
+    wsgi: Callable[..., Any] = flask_app
+    return wsgi
+
+
+def _responder_class() -> Any:
+    with warnings.catch_warnings():  # deprecated in starlette, still the bridge MLflow uses
+        warnings.simplefilter("ignore")
+        from starlette.middleware.wsgi import WSGIResponder, build_environ
+
+    class Responder(WSGIResponder):  # type: ignore[misc]
+        async def __call__(self, receive: Receive, send: Send) -> None:
+            chunks: list[bytes] = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return  # client gone (or body over the limit): do not half-run MLflow
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            environ = build_environ(self.scope, b"".join(chunks))
+            del chunks
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(self.sender, send)
+                async with self.stream_send:
+                    await anyio.to_thread.run_sync(self.wsgi, environ, self.start_response)
+            if self.exc_info is not None:
+                raise self.exc_info[0].with_traceback(self.exc_info[1], self.exc_info[2])
+
+    return Responder
+
+
+class MlflowMount:
+    """ASGI app for `/mlflow`: bearer auth, then MLflow's Flask app (built on first use)."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self._wsgi: Callable[..., Any] | None = None
+        self._responder: Any = None
+        self._lock = threading.Lock()
+
+    def _build(self) -> None:
+        with self._lock:
+            if self._wsgi is None:
+                self._responder = _responder_class()
+                self._wsgi = configure_mlflow_server(self.settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        need = Need.read if scope["method"] in READ_METHODS else Need.write
+        plain = _bearer(scope)
+        try:
+            if plain is None:
+                raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)")
+            principal = await anyio.to_thread.run_sync(authenticate, self.engine, plain)
+            check(principal, need)
+        except HTTPException as exc:
+            headers = [("www-authenticate", "Bearer")] if exc.status_code == 401 else []
+            await send_json(send, exc.status_code, {"detail": exc.detail}, headers)
+            return
+        if self._wsgi is None:
+            await anyio.to_thread.run_sync(self._build)
+        await self._responder(self._wsgi, scope)(receive, send)

@@ -1,0 +1,63 @@
+"""Alias routes: move an alias (write), get one, list them, show one's history."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import crud
+from service.api.auth import Reader, Writer
+from service.api.deps import ReadSession, WriteSession
+from service.api.schemas import AliasName, AliasSet, IdPath, IdQuery
+from service.models import AliasesPublic, AliasEventPublic, AliasEventsPublic, AliasPublic
+
+router = APIRouter(prefix="/aliases", tags=["aliases"])
+
+
+@router.get("", response_model=AliasesPublic)
+def list_aliases(_: Reader, session: ReadSession, experiment_id: IdQuery = None) -> AliasesPublic:
+    """List aliases of one experiment, or of all, by experiment and name."""
+    rows = crud.list_aliases(session=session, experiment_id=experiment_id)
+    return AliasesPublic(data=[AliasPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.put("/{experiment_id}/{name}", response_model=AliasPublic)
+def set_alias(
+    experiment_id: IdPath,
+    name: AliasName,
+    alias_in: AliasSet,
+    principal: Writer,
+    session: WriteSession,
+) -> AliasPublic:
+    """Point an alias at a checkpoint and record the move (with the token used)."""
+    row = crud.set_alias(
+        session=session,
+        experiment_id=experiment_id,
+        name=name,
+        checkpoint_id=alias_in.checkpoint_id,
+        actor=alias_in.actor,
+        action=alias_in.action,
+        gate=alias_in.gate,
+        version=alias_in.version,
+        token_id=principal.token_id,
+    )
+    return AliasPublic.model_validate(row)
+
+
+@router.get("/{experiment_id}/{name}", response_model=AliasPublic)
+def get_alias(
+    experiment_id: IdPath, name: AliasName, _: Reader, session: ReadSession
+) -> AliasPublic:
+    """Return an experiment's alias."""
+    row = crud.get_alias(session=session, experiment_id=experiment_id, name=name)
+    return AliasPublic.model_validate(row)
+
+
+@router.get("/{experiment_id}/{name}/history", response_model=AliasEventsPublic)
+def alias_history(
+    experiment_id: IdPath, name: AliasName, _: Reader, session: ReadSession
+) -> AliasEventsPublic:
+    """List an alias's moves, newest first."""
+    rows = crud.alias_history(session=session, experiment_id=experiment_id, name=name)
+    return AliasEventsPublic(
+        data=[AliasEventPublic.model_validate(r) for r in rows], count=len(rows)
+    )

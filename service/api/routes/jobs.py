@@ -1,0 +1,154 @@
+"""Job routes: enqueue/cancel (write), list/get/logs (read), and the runner protocol.
+
+A runner claims with `POST /jobs/claim` (long-poll: the server retries every
+`CLAIM_POLL_S` for up to `wait` seconds, then answers 204), renews its lease with
+`POST /jobs/{id}/heartbeat` (409 when it does not hold the lease), streams output with
+`POST /jobs/{id}/logs` and reports with `POST /jobs/{id}/finish`.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request, Response
+
+from service import queue
+from service.api.auth import Reader, RunnerToken, Writer
+from service.api.deps import ReadSession, WriteSession
+from service.api.schemas import (
+    MAX_ID,
+    ClaimRequest,
+    FinishRequest,
+    HeartbeatRequest,
+    IdPath,
+    JobStatus,
+    Limit,
+    LogLines,
+    Offset,
+)
+from service.models import JobCreate, JobLogPublic, JobLogsPublic, JobPublic, JobsPublic
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+#: Seconds between claim attempts while a long-poll waits for a job.
+CLAIM_POLL_S = 0.5
+
+
+@router.post("", status_code=201, response_model=JobPublic)
+def enqueue_job(job_in: JobCreate, principal: Writer, session: WriteSession) -> JobPublic:
+    """Queue a job (recording which token queued it)."""
+    job_in = job_in.model_copy(update={"created_by_token_id": principal.token_id})
+    return JobPublic.model_validate(queue.enqueue_job(session=session, job_in=job_in))
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(
+    _: Reader,
+    session: ReadSession,
+    status: JobStatus | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> JobsPublic:
+    """List jobs, newest first, optionally with one status."""
+    rows, count = queue.list_jobs(session=session, status=status, limit=limit, offset=offset)
+    return JobsPublic(data=[JobPublic.model_validate(r) for r in rows], count=count)
+
+
+@router.post(
+    "/claim",
+    response_model=JobPublic,
+    responses={204: {"description": "No job this runner can run (within `wait` seconds)."}},
+)
+async def claim_job(
+    claim: ClaimRequest, _: RunnerToken, session: WriteSession, request: Request
+) -> Any:
+    """Lease the oldest queued job this runner can run, waiting up to `wait` seconds."""
+    attempt = partial(
+        _claim_once,
+        session=session,
+        runner_id=claim.runner_id,
+        labels=claim.labels,
+        gpus=claim.gpus,
+        lease_seconds=claim.lease_seconds,
+    )
+    deadline = time.monotonic() + claim.wait
+    while True:
+        job = await anyio.to_thread.run_sync(attempt)
+        if job is not None:
+            return job
+        left = deadline - time.monotonic()
+        if left <= 0 or await request.is_disconnected():
+            return Response(status_code=204)
+        await anyio.sleep(min(CLAIM_POLL_S, left))
+
+
+def _claim_once(**kwargs: Any) -> JobPublic | None:
+    job = queue.claim_job(**kwargs)
+    return None if job is None else JobPublic.model_validate(job)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: IdPath, _: Reader, session: ReadSession) -> JobPublic:
+    """Return a job."""
+    return JobPublic.model_validate(queue.get_job(session=session, job_id=job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: IdPath, _: Writer, session: WriteSession) -> JobPublic:
+    """Cancel a job: a queued one at once, a running one by asking its runner to stop."""
+    return JobPublic.model_validate(queue.cancel_job(session=session, job_id=job_id))
+
+
+@router.get("/{job_id}/logs", response_model=JobLogsPublic)
+def job_logs(
+    job_id: IdPath,
+    _: Reader,
+    session: ReadSession,
+    after_id: Annotated[int, Query(ge=0, le=MAX_ID, description="Only lines after this id.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> JobLogsPublic:
+    """Return a job's log lines after `after_id`, oldest first."""
+    rows = queue.job_logs(session=session, job_id=job_id, after_id=after_id, limit=limit)
+    return JobLogsPublic(data=[JobLogPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.post("/{job_id}/logs", status_code=204, response_class=Response)
+def append_job_logs(
+    job_id: IdPath, logs: LogLines, _: RunnerToken, session: WriteSession
+) -> Response:
+    """Append lines to the log of a job this runner holds."""
+    queue.append_job_logs(
+        session=session, job_id=job_id, runner_id=logs.runner_id, lines=logs.lines
+    )
+    return Response(status_code=204)
+
+
+@router.post("/{job_id}/heartbeat", response_model=JobPublic)
+def heartbeat_job(
+    job_id: IdPath, beat: HeartbeatRequest, _: RunnerToken, session: WriteSession
+) -> JobPublic:
+    """Renew the lease; `cancel_requested` in the answer tells the runner to stop."""
+    row = queue.heartbeat_job(
+        session=session, job_id=job_id, runner_id=beat.runner_id, lease_seconds=beat.lease_seconds
+    )
+    return JobPublic.model_validate(row)
+
+
+@router.post("/{job_id}/finish", response_model=JobPublic)
+def finish_job(
+    job_id: IdPath, outcome: FinishRequest, _: RunnerToken, session: WriteSession
+) -> JobPublic:
+    """Record the outcome of a job this runner holds."""
+    row = queue.finish_job(
+        session=session,
+        job_id=job_id,
+        runner_id=outcome.runner_id,
+        status=outcome.status,
+        failure_reason=outcome.failure_reason,
+        run_id=outcome.run_id,
+        retryable=outcome.retryable,
+    )
+    return JobPublic.model_validate(row)
