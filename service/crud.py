@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -201,9 +201,18 @@ def record_evaluation(
         session.add(evaluation)
         session.flush()
         if examples:
-            rows = [{**ex.model_dump(), "evaluation_id": evaluation.id} for ex in examples]
-            # One executemany (batched multi-row VALUES) instead of 10,000 ORM objects.
-            session.exec(insert(EvalExample), params=rows)
+            rows = [
+                {
+                    "evaluation_id": evaluation.id,
+                    "position": ex.position,
+                    "example_id": ex.example_id,
+                    "scores": ex.scores,
+                    "details": ex.details,
+                }
+                for ex in examples
+            ]
+            # One Core executemany on the table: the ORM bulk path costs ~3x more per row.
+            session.execute(EvalExample.__table__.insert(), rows)  # type: ignore[attr-defined]
         session.commit()
     except BaseException:
         session.rollback()
