@@ -49,10 +49,10 @@ def _console() -> Any:
 
 
 def _registry() -> Any:
-    from service.local import LocalRegistry
-    from service.settings import get_settings
+    # `evalctl serve` at EVALCTL_URL (with EVALCTL_TOKEN) when set, else the local database.
+    from service.remote import open_registry
 
-    return LocalRegistry(get_settings().db_url)
+    return open_registry()
 
 
 def _dump(data: Any) -> None:
@@ -87,14 +87,31 @@ def run(
     resume: Annotated[
         str | None, typer.Option("--resume", help="Continue RUN from its last checkpoint.")
     ] = None,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="Record to `evalctl serve` at EVALCTL_URL (EVALCTL_TOKEN), not locally.",
+        ),
+    ] = False,
 ) -> None:
     """Fine-tune, checkpoint, evaluate and record one run of a spec."""
     from runners.run import RunContext, create_run, execute_run
+    from service.local import LocalRegistry
     from service.settings import get_settings
     from service.spec_loader import SpecError, load_spec
 
     _quiet_libraries()
-    settings, registry, console = get_settings(), _registry(), _console()
+    settings, console = get_settings(), _console()
+    registry: Any
+    if remote:
+        from service.remote import RemoteRegistry, remote_settings, remote_tracking
+
+        url, token = remote_settings() or fail("--remote needs EVALCTL_URL and EVALCTL_TOKEN")
+        registry = RemoteRegistry(url, token, retry_for=settings.retry_seconds)
+        settings = remote_tracking(settings, url, token)
+    else:
+        registry = LocalRegistry(settings.db_url)
     previous = registry.get_run(ref=resume) if resume else None
     if spec is None:
         if previous is None or not previous.spec_path:
@@ -120,6 +137,25 @@ def run(
         log = run_dir(settings, record.id) / "run.log"
         fail(f"run {record.id} failed: {failure_reason(exc)} (log: {log})", 1)
     _print_summary(console, registry, finished)
+
+
+def _queue_eval_job(
+    spec_path: Path, spec: Any, checkpoint_ids: list[int], evaluators: list[str]
+) -> None:
+    from evalctl.cli_jobs import _jobs
+    from service.models import JobCreate
+
+    job = _jobs().enqueue(
+        job_in=JobCreate(
+            kind="eval",
+            spec_text=spec.text,
+            spec_path=str(spec_path.resolve()),
+            gpus=0,
+            payload={"checkpoint_ids": checkpoint_ids, "evaluators": evaluators},
+        )
+    )
+    print(job.id)
+    print(f"queued eval job {job.id} for checkpoints {checkpoint_ids}", file=sys.stderr)
 
 
 def _quiet_libraries() -> None:
@@ -244,6 +280,10 @@ def eval_checkpoints(
         typer.Option("--evaluator", "-e", help="Only this evaluator (repeatable)."),
     ] = None,
     as_json: JsonFlag = False,
+    remote: Annotated[
+        bool,
+        typer.Option("--remote", help="Queue an eval job on `evalctl serve` for a runner."),
+    ] = False,
 ) -> None:
     """Re-run a spec's evaluators on recorded checkpoints and record the results."""
     from evalctl.render import evaluations_table
@@ -259,6 +299,9 @@ def eval_checkpoints(
         raise typer.Exit(2) from None
     registry = _registry()
     checkpoint_ids = _checkpoint_refs(registry, ref)
+    if remote:
+        _queue_eval_job(spec, loaded, checkpoint_ids, evaluator or [])
+        return
     _quiet_libraries()
     console = _console() if not as_json else _quiet_console()
     reset_stats()
@@ -439,6 +482,12 @@ _register_registry(app)
 from evalctl.cli_serve import register as _register_serve  # noqa: E402
 
 _register_serve(app)
+
+
+# --- job commands (evalctl/cli_jobs.py registers here) ---
+from evalctl.cli_jobs import register as _register_jobs  # noqa: E402
+
+_register_jobs(app)
 
 
 def main() -> None:

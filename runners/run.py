@@ -12,6 +12,7 @@ import errno
 import hashlib
 import logging
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,17 @@ class RunContext:
     registry: Registry
     settings: Settings
     console: Console
+    #: Set by a runner agent when its job is cancelled: training stops at the next step.
+    stop: threading.Event | None = None
 
     @property
     def spec_dir(self) -> Path:
         """Return the folder relative spec paths resolve against."""
         return self.spec.source.parent if self.spec.source else Path.cwd()
+
+
+class RunCancelled(EvalctlError):
+    """The run was asked to stop (its job was cancelled) and stopped cleanly."""
 
 
 def run_dir(settings: Settings, run_id: int) -> Path:
@@ -57,8 +64,8 @@ def run_dir(settings: Settings, run_id: int) -> Path:
     return path
 
 
-def create_run(ctx: RunContext) -> RunPublic:
-    """Record a new run for the spec (status queued) and return it."""
+def create_run(ctx: RunContext, *, tags: dict[str, str] | None = None) -> RunPublic:
+    """Record a new run for the spec (status queued), with extra `tags`, and return it."""
     spec = ctx.spec
     experiment = ctx.registry.get_or_create_experiment(name=spec.experiment_name)
     return ctx.registry.create_run(
@@ -69,7 +76,7 @@ def create_run(ctx: RunContext) -> RunPublic:
             spec_hash=hashlib.sha256(spec.text.encode()).hexdigest(),
             spec_path=str(spec.source) if spec.source else None,
             git_sha=git_sha(ctx.spec_dir),
-            tags=dict(spec.tracking.tags),
+            tags={**spec.tracking.tags, **(tags or {})},
         )
     )
 
@@ -87,7 +94,14 @@ def git_sha(folder: Path) -> str | None:
 
 def execute_run(ctx: RunContext, run: RunPublic, *, resume: bool = False) -> RunPublic:
     """Carry a run to the end, recording success or the failure reason."""
+    from .launch import is_main_process
+
     folder = run_dir(ctx.settings, run.id)
+    if not is_main_process():
+        # Rank > 0 of `accelerate launch` (runners.launch): train only; rank 0 records
+        # status, checkpoints, evaluations and MLflow, so nothing is written twice.
+        _execute(ctx, run, folder, resume, main=False)
+        return run
     handler = _attach_log(folder / "run.log")
     ctx.registry.update_run(
         run_id=run.id,
@@ -99,7 +113,8 @@ def execute_run(ctx: RunContext, run: RunPublic, *, resume: bool = False) -> Run
     except BaseException as exc:
         reason = failure_reason(exc)
         log.exception("run %s failed: %s", run.id, reason)
-        status = RunStatus.cancelled if isinstance(exc, KeyboardInterrupt) else RunStatus.failed
+        cancelled = isinstance(exc, KeyboardInterrupt | RunCancelled)
+        status = RunStatus.cancelled if cancelled else RunStatus.failed
         ctx.registry.update_run(
             run_id=run.id,
             run_update=RunUpdate(status=status, failure_reason=reason, finished_at=utcnow()),
@@ -149,11 +164,14 @@ def _end_tracker(ctx: RunContext, run: RunPublic, status: str) -> None:
             log.warning("could not mark MLflow run %s as %s", fresh.mlflow_run_id, status)
 
 
-def _execute(ctx: RunContext, run: RunPublic, folder: Path, resume: bool) -> Any:
+def _execute(
+    ctx: RunContext, run: RunPublic, folder: Path, resume: bool, *, main: bool = True
+) -> Any:
     from evaluators import prepare_all
     from evaluators.registry import build_evaluator
 
     from .data import CausalLMCollator
+    from .launch import bind_local_gpu
     from .scoring import CheckpointScorer, pick_best
     from .sources import load_model, pick_device, resolve_base_model
     from .train import RegistryCallback, train, training_progress, wrap_model
@@ -161,8 +179,10 @@ def _execute(ctx: RunContext, run: RunPublic, folder: Path, resume: bool) -> Any
     spec, console = ctx.spec, ctx.console
     context = {"base_dir": ctx.spec_dir, "check_files": True}
     evaluators = [(n, build_evaluator(n, c, context)) for n, c in spec.evaluator_configs()]
-    prepare_all(evaluators)
+    if main:  # only rank 0 scores checkpoints
+        prepare_all(evaluators)
     device = pick_device(spec.training.device)
+    bind_local_gpu(device)
     with console.status("resolving the base model (a GGUF file is converted once)"):
         resolved = resolve_base_model(spec.base_model, cache_dir=ctx.settings.cache_dir)
         model, tokenizer = load_model(
@@ -172,16 +192,17 @@ def _execute(ctx: RunContext, run: RunPublic, folder: Path, resume: bool) -> Any
             trust=spec.base_model.trust_remote_code,
         )
     train_rows, eval_rows, hashes, renderer = _prepare_data(ctx, tokenizer)
-    ctx.registry.update_run(
-        run_id=run.id,
-        run_update=RunUpdate(
-            base_model=resolved.source, base_model_hash=resolved.sha256, dataset_hashes=hashes
-        ),
-    )
-    tracker = _start_tracker(ctx, run, device, resolved, len(train_rows))
+    if main:
+        ctx.registry.update_run(
+            run_id=run.id,
+            run_update=RunUpdate(
+                base_model=resolved.source, base_model_hash=resolved.sha256, dataset_hashes=hashes
+            ),
+        )
+    tracker = _start_tracker(ctx, run, device, resolved, len(train_rows), main=main)
     scorer = CheckpointScorer(ctx, run, evaluators, tokenizer, renderer, tracker)
     existing = ctx.registry.list_checkpoints(run_id=run.id)
-    if not any(c.step == 0 for c in existing):
+    if main and not any(c.step == 0 for c in existing):
         base = ctx.registry.record_checkpoint(
             checkpoint_in=CheckpointCreate(
                 run_id=run.id, step=0, path=str(resolved.path), sha256=resolved.sha256
@@ -210,7 +231,12 @@ def _execute(ctx: RunContext, run: RunPublic, folder: Path, resume: bool) -> Any
             device=device,
             callback=callback,
             resume_from=resume_from,
+            stop=ctx.stop,
         )
+    if ctx.stop is not None and ctx.stop.is_set():
+        raise RunCancelled("cancelled")
+    if not main:
+        return None
     best = pick_best(spec, ctx.registry, run.id)
     if best is not None:
         ctx.registry.update_run(run_id=run.id, run_update=RunUpdate(best_checkpoint_id=best.id))
@@ -251,12 +277,12 @@ def _prepare_data(ctx: RunContext, tokenizer: Any) -> tuple[Any, Any, dict[str, 
 
 
 def _start_tracker(
-    ctx: RunContext, run: RunPublic, device: str, resolved: Any, n_train: int
+    ctx: RunContext, run: RunPublic, device: str, resolved: Any, n_train: int, *, main: bool
 ) -> Any:
     from .tracking import MlflowTracker, NullTracker, system_info
 
     spec = ctx.spec
-    if not spec.tracking.mlflow:
+    if not spec.tracking.mlflow or not main:  # ranks > 0 log nothing to MLflow
         return NullTracker()
     tracker = MlflowTracker(
         tracking_uri=ctx.settings.tracking_uri,

@@ -11,6 +11,7 @@ Importing this module imports transformers: the CLI imports it only inside `eval
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -192,6 +193,8 @@ class RegistryCallback(TrainerCallback):
         return control
 
     def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
+        if not state.is_world_process_zero:
+            return control  # under `accelerate launch` only rank 0 records and scores
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         eval_loss = self.t.last_eval_loss if self.t.eval_step == state.global_step else None
         checkpoint = self.registry.record_checkpoint(
@@ -210,6 +213,19 @@ class RegistryCallback(TrainerCallback):
         return control
 
 
+class StopCallback(TrainerCallback):
+    """Trainer callback: end training cleanly after the step during which `event` was set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+        if self.event.is_set():
+            control.should_training_stop = True
+            control.should_save = control.should_evaluate = False
+        return control
+
+
 def train(
     *,
     spec: Spec,
@@ -222,8 +238,9 @@ def train(
     device: str,
     callback: RegistryCallback,
     resume_from: Path | None = None,
+    stop: threading.Event | None = None,
 ) -> Any:
-    """Run the Trainer to the end (or an early stop); returns its TrainOutput."""
+    """Run the Trainer to the end (or an early stop, or until `stop` is set)."""
     from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
 
@@ -236,7 +253,7 @@ def train(
         eval_dataset=_ListDataset(eval_rows) if eval_rows else None,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[callback],
+        callbacks=[callback] if stop is None else [callback, StopCallback(stop)],
     )
     # With tqdm off the Trainer prints every log dict; our progress bar and MLflow suffice.
     trainer.remove_callback(PrinterCallback)

@@ -377,7 +377,7 @@ class JobBase(SQLModel):
         sa_type=JSONType,
         description="Kind-specific input, e.g. {'checkpoint_ids': [...], 'evaluators': [...]}.",
     )
-    gpus: int = Field(default=1, ge=1, description="GPUs the runner must have.")
+    gpus: int = Field(default=1, ge=0, description="GPUs the runner must have (0: CPU job).")
     labels: list[str] = Field(
         default_factory=list, sa_type=JSONType, description="Labels the runner must all have."
     )

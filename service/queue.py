@@ -196,11 +196,14 @@ def cancel_job(*, session: Session, job_id: int) -> Job:
     return job
 
 
-def set_job_run(*, session: Session, job_id: int, run_id: int) -> Job:
-    """Link a job to the run it created or resumes."""
+def set_job_run(*, session: Session, job_id: int, run_id: int, runner_id: int | None = None) -> Job:
+    """Link a job to the run it created or resumes (only the lease holder, when given)."""
     _get(session, Run, run_id)
     _begin_write(session)
-    job = _get_locked(session, Job, job_id)
+    if runner_id is not None:
+        job = _leased(session, job_id=job_id, runner_id=runner_id)
+    else:
+        job = _get_locked(session, Job, job_id)
     job.run_id = run_id
     session.add(job)
     session.commit()

@@ -161,6 +161,18 @@ class LoraSpec(StrictModel):
     )
 
 
+class DistributedSpec(StrictModel):
+    """How a job on more than one GPU is spread over them (see `runners.launch`)."""
+
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        default="ddp", description="ddp (replicas), fsdp (sharded) or deepspeed (ZeRO)."
+    )
+    zero_stage: Literal[1, 2, 3] = Field(default=2, description="DeepSpeed ZeRO stage.")
+    cpu_offload: bool = Field(
+        default=False, description="Offload optimizer state (fsdp: parameters) to CPU memory."
+    )
+
+
 class TrainingSpec(StrictModel):
     """How to fine-tune: method, schedule and when to save and evaluate."""
 
@@ -187,6 +199,10 @@ class TrainingSpec(StrictModel):
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where to train.")
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for memory.")
+    distributed: DistributedSpec = Field(
+        default_factory=DistributedSpec,
+        description="Multi-GPU strategy, used when a job asks for more than one GPU.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainingSpec:

@@ -92,8 +92,16 @@ class _Doc:
 
 def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
     """Read, validate and return the spec at `path`; raise SpecError listing every problem."""
+    return load_spec_text(_read_text(Path(path), str(path)), path, check_files=check_files)
+
+
+def load_spec_text(text: str, path: str | Path, *, check_files: bool = True) -> Spec:
+    """Validate spec `text` as if it were read from `path` (relative paths resolve there).
+
+    Runners use it for a job's spec: the text queued with the job is the truth, the
+    folder it was submitted from (on shared storage) anchors its relative paths.
+    """
     source = str(path)
-    text = _read_text(Path(path), source)
     doc = _parse(text, source)
     base_dir = Path(path).absolute().parent
     context = {"base_dir": base_dir, "check_files": check_files}

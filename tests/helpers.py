@@ -1,15 +1,20 @@
-"""Test helpers: run the real CLI in a subprocess and write small specs and data."""
+"""Test helpers: run the real CLI (and `evalctl serve`) in subprocesses; small specs, data."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def evalctl(
@@ -93,3 +98,71 @@ def write_tiny_spec(folder: Path, model_dir: Path, **training: Any) -> Path:
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+@dataclass
+class LiveServer:
+    """A running `evalctl serve` on a loopback port, with the admin token it wrote."""
+
+    url: str
+    home: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def admin_token(self) -> str:
+        """Return the admin token the server wrote on first start."""
+        return (self.home / "admin-token").read_text().strip()
+
+    def make_token(self, *scopes: str, name: str = "test") -> str:
+        """Create a token with `scopes` through the API; return the plain token."""
+        import httpx
+
+        response = httpx.post(
+            f"{self.url}/api/v1/tokens",
+            json={"name": name, "scopes": list(scopes)},
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["token"])
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL)."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_server(home: Path, db_url: str | None = None, timeout: float = 60) -> LiveServer:
+    """Start `evalctl serve` on a free loopback port (SQLite under `home` by default)."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVALCTL_")}
+    env |= {"EVALCTL_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
+    if db_url:
+        env["EVALCTL_DATABASE_URL"] = db_url
+    log = (home / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evalctl", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = LiveServer(f"http://127.0.0.1:{port}", home, process)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"evalctl serve did not start:\n{(home / 'server.log').read_text()}")

@@ -12,7 +12,8 @@ API starts fast), initialises the stores, and from then on runs every request th
 a WSGI bridge (starlette's `WSGIResponder`, with the body collected in one join rather
 than starlette's quadratic concatenation). So one process serves one MLflow backend.
 
-Auth comes first: GET/HEAD/OPTIONS need a `read` token, anything else `write` (see
+Auth comes first: GET/HEAD/OPTIONS need a `read` token, anything else `write` or `runner`
+(runners log their telemetry here; see
 `service.api.auth`); the body is only read once the token is accepted. MLflow's own Flask
 security middleware (Host-header allow-list against DNS rebinding, CORS) is switched off by
 default (`MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE=true` unless set): it would refuse
@@ -122,7 +123,7 @@ class MlflowMount:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        need = Need.read if scope["method"] in READ_METHODS else Need.write
+        need = Need.read if scope["method"] in READ_METHODS else Need.report
         plain = _bearer(scope)
         try:
             if plain is None:

@@ -99,6 +99,13 @@ class LogLines(SQLModel):
     lines: list[str] = Field(max_length=10_000)
 
 
+class JobRunLink(SQLModel):
+    """The run a job created or resumes."""
+
+    runner_id: RunnerId
+    run_id: int = Field(ge=1, le=MAX_ID)
+
+
 class FinishRequest(SQLModel):
     """A job's outcome; a retryable failure with attempts left is queued again."""
 

@@ -1,4 +1,10 @@
-"""LocalRegistry behaviour on SQLite and Postgres: what a runner or the CLI relies on."""
+"""Registry behaviour a runner or the CLI relies on, for both transports.
+
+Every test runs against `LocalRegistry` on SQLite and on Postgres and against
+`RemoteRegistry` talking to a real `evalctl serve` (fresh SQLite) on a loopback port, so
+the two implementations of `service.registry.Registry` cannot drift apart. Tests that
+need the local database itself (several processes, `open_registry`) say so.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -28,17 +35,38 @@ from service.models import (
     RunStatus,
     RunUpdate,
 )
+from service.registry import Registry
+from service.remote import RemoteRegistry
+from tests.helpers import start_server
+from tests.service.conftest import BACKENDS, _database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UNICODE = 'ünïcødé — 日本語 🚀 "quoted" \\ back'
 
 
+@pytest.fixture(scope="module", params=[*BACKENDS, pytest.param("remote")])
+def registry(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
+    """Return a registry shared by this module's tests: local (SQLite, Postgres) or remote."""
+    folder = tmp_path_factory.mktemp("registry")
+    if request.param == "remote":
+        server = start_server(folder / "server")
+        try:
+            yield RemoteRegistry(server.url, server.admin_token, retry_for=5)
+        finally:
+            server.stop()
+        return
+    with _database(request.param, folder) as url:
+        yield LocalRegistry(url)
+
+
 @pytest.fixture
-def experiment(registry: LocalRegistry, unique_name: str) -> ExperimentPublic:
+def experiment(registry: Registry, unique_name: str) -> ExperimentPublic:
     return registry.get_or_create_experiment(name=unique_name)
 
 
-def make_run(registry: LocalRegistry, experiment: ExperimentPublic, name: str, **kw) -> RunPublic:
+def make_run(registry: Registry, experiment: ExperimentPublic, name: str, **kw) -> RunPublic:
     fields = {"spec_text": "name: x\n", "spec_hash": "a" * 64} | kw
     return registry.create_run(run_in=RunCreate(name=name, experiment_id=experiment.id, **fields))
 
@@ -56,7 +84,7 @@ def assert_aware_utc(value: datetime | None) -> None:
 
 
 def test_get_or_create_experiment_returns_the_same_experiment(
-    registry: LocalRegistry, unique_name: str
+    registry: Registry, unique_name: str
 ) -> None:
     first = registry.get_or_create_experiment(name=unique_name)
     again = registry.get_or_create_experiment(name=unique_name)
@@ -68,7 +96,7 @@ def test_get_or_create_experiment_returns_the_same_experiment(
 
 
 def test_run_round_trips_json_fields_and_aware_timestamps(
-    registry: LocalRegistry, experiment: ExperimentPublic
+    registry: Registry, experiment: ExperimentPublic
 ) -> None:
     before = datetime.now(UTC)
     tags = {"note": UNICODE, "empty": ""}
@@ -84,7 +112,7 @@ def test_run_round_trips_json_fields_and_aware_timestamps(
 
 
 def test_update_run_changes_only_the_fields_it_sets(
-    registry: LocalRegistry, experiment: ExperimentPublic
+    registry: Registry, experiment: ExperimentPublic
 ) -> None:
     run = make_run(registry, experiment, "r", tags={"k": "v"})
     started = datetime(2026, 3, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
@@ -104,7 +132,7 @@ def test_update_run_changes_only_the_fields_it_sets(
 
 
 def test_get_run_by_name_returns_the_newest(
-    registry: LocalRegistry, experiment: ExperimentPublic, unique_name: str
+    registry: Registry, experiment: ExperimentPublic, unique_name: str
 ) -> None:
     older = make_run(registry, experiment, unique_name)
     newer = make_run(registry, experiment, unique_name)
@@ -113,7 +141,7 @@ def test_get_run_by_name_returns_the_newest(
 
 
 def test_best_checkpoint_must_belong_to_the_run(
-    registry: LocalRegistry, experiment: ExperimentPublic
+    registry: Registry, experiment: ExperimentPublic
 ) -> None:
     run, other = make_run(registry, experiment, "a"), make_run(registry, experiment, "b")
     mine = registry.record_checkpoint(checkpoint_in=checkpoint_in(run))
@@ -128,7 +156,7 @@ def test_best_checkpoint_must_belong_to_the_run(
 
 
 def test_list_runs_newest_first_with_filters_and_count(
-    registry: LocalRegistry, unique_name: str
+    registry: Registry, unique_name: str
 ) -> None:
     experiment = registry.get_or_create_experiment(name=unique_name)
     elsewhere = registry.get_or_create_experiment(name=unique_name + "-elsewhere")
@@ -154,7 +182,7 @@ def test_list_runs_newest_first_with_filters_and_count(
 
 
 def test_checkpoint_is_idempotent_on_run_step_and_hash(
-    registry: LocalRegistry, experiment: ExperimentPublic
+    registry: Registry, experiment: ExperimentPublic
 ) -> None:
     run = make_run(registry, experiment, "r")
     late = registry.record_checkpoint(checkpoint_in=checkpoint_in(run, step=20))
@@ -170,7 +198,7 @@ def test_checkpoint_is_idempotent_on_run_step_and_hash(
 
 
 def test_concurrent_identical_checkpoints_make_one_row(
-    registry: LocalRegistry, experiment: ExperimentPublic
+    registry: Registry, experiment: ExperimentPublic
 ) -> None:
     run = make_run(registry, experiment, "r")
     start = threading.Barrier(8)
@@ -185,7 +213,9 @@ def test_concurrent_identical_checkpoints_make_one_row(
     assert len(registry.list_checkpoints(run_id=run.id)) == 1
 
 
-def test_several_processes_write_to_one_database(registry: LocalRegistry, unique_name: str) -> None:
+def test_several_processes_write_to_one_database(registry: Registry, unique_name: str) -> None:
+    if not isinstance(registry, LocalRegistry):
+        pytest.skip("several processes on one database: the local transport's concern")
     script = textwrap.dedent(
         """
         import sys
@@ -225,7 +255,7 @@ def test_several_processes_write_to_one_database(registry: LocalRegistry, unique
 
 
 def test_evaluation_with_10000_examples_round_trips_in_order(
-    registry: LocalRegistry, experiment: ExperimentPublic
+    registry: Registry, experiment: ExperimentPublic
 ) -> None:
     run = make_run(registry, experiment, "r")
     checkpoint = registry.record_checkpoint(checkpoint_in=checkpoint_in(run))
@@ -266,7 +296,7 @@ def test_evaluation_with_10000_examples_round_trips_in_order(
 
 
 def test_failed_evaluation_write_leaves_nothing_behind(
-    registry: LocalRegistry, experiment: ExperimentPublic
+    registry: Registry, experiment: ExperimentPublic
 ) -> None:
     run = make_run(registry, experiment, "r")
     checkpoint = registry.record_checkpoint(checkpoint_in=checkpoint_in(run))
@@ -280,7 +310,8 @@ def test_failed_evaluation_write_leaves_nothing_behind(
     with pytest.raises((TypeError, StatementError), match="not JSON serializable"):
         registry.record_evaluation(evaluation_in=evaluation_in, examples=[good, unstorable])
     nan = EvalExampleCreate(position=0, example_id="nan", scores={"s": float("nan")})
-    with pytest.raises(ValueError, match="example 'nan' scores: s not finite"):
+    # The database refuses NaN (local); JSON cannot carry it (remote, before sending).
+    with pytest.raises(ValueError, match=r"example 'nan' scores: s not finite|not JSON compliant"):
         registry.record_evaluation(evaluation_in=evaluation_in, examples=[nan])
     inf = EvalExampleCreate(position=0, example_id="inf", details={"logprob": float("-inf")})
     with pytest.raises((ValueError, StatementError), match="not JSON compliant"):
@@ -292,7 +323,7 @@ def test_failed_evaluation_write_leaves_nothing_behind(
 
 
 def test_unknown_ids_and_names_raise_one_line_not_found(
-    registry: LocalRegistry, experiment: ExperimentPublic, unique_name: str
+    registry: Registry, experiment: ExperimentPublic, unique_name: str
 ) -> None:
     missing = 987_654_321
     cases = [
@@ -338,7 +369,7 @@ def test_open_registry_defaults_to_sqlite_under_evalctl_home(evalctl_home: Path)
 
 
 def test_example_scores_read_fast_with_cluster_ids(
-    registry: LocalRegistry, experiment: ExperimentPublic
+    registry: Registry, experiment: ExperimentPublic
 ) -> None:
     run = make_run(registry, experiment, "scores")
     checkpoint = registry.record_checkpoint(checkpoint_in=checkpoint_in(run))

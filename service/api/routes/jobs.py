@@ -25,6 +25,7 @@ from service.api.schemas import (
     FinishRequest,
     HeartbeatRequest,
     IdPath,
+    JobRunLink,
     JobStatus,
     Limit,
     LogLines,
@@ -133,6 +134,17 @@ def heartbeat_job(
     """Renew the lease; `cancel_requested` in the answer tells the runner to stop."""
     row = queue.heartbeat_job(
         session=session, job_id=job_id, runner_id=beat.runner_id, lease_seconds=beat.lease_seconds
+    )
+    return JobPublic.model_validate(row)
+
+
+@router.post("/{job_id}/run", response_model=JobPublic)
+def link_job_run(
+    job_id: IdPath, link: JobRunLink, _: RunnerToken, session: WriteSession
+) -> JobPublic:
+    """Record the run a job this runner holds created or resumes (so a retry resumes it)."""
+    row = queue.set_job_run(
+        session=session, job_id=job_id, run_id=link.run_id, runner_id=link.runner_id
     )
     return JobPublic.model_validate(row)
 
