@@ -11,15 +11,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from service.gate.rule_spec import lower_is_better
 from service.models import CheckpointPublic, EvaluationPublic, RunPublic
-
-LOWER_IS_BETTER = ("loss", "ppl", "nll", "perplexity", "error", "unsafe", "unparsed", "latency")
-
-
-def lower_is_better(metric: str) -> bool:
-    """Guess a metric's direction from its name (loss/ppl/error: lower is better)."""
-    name = metric.rsplit(".", 1)[-1].lower()
-    return any(word in name for word in LOWER_IS_BETTER)
 
 
 def fmt(value: Any) -> str:

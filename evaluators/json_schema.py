@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from evaluators.base import EvalResult, Evaluator, EvaluatorInputError, ExampleScore, ModelHandle
-from evaluators.jsonl import RowIds, json_type, read_jsonl
+from evaluators.jsonl import RowIds, json_type, prompt_text, read_jsonl
 from service.spec import ExistingFile
 
 ERROR_CHARS = 200
@@ -146,15 +146,7 @@ def read_prompts(path: Path, *, limit: int | None = None) -> list[PromptRow]:
     row_id = RowIds(path)
     rows = []
     for lineno, row in read_jsonl(path, limit=limit):
-        key = "input_text" if "input_text" in row else "prompt" if "prompt" in row else None
-        if key is None:
-            fields = ", ".join(sorted(row)) or "none"
-            raise EvaluatorInputError(
-                f"{path}:{lineno}: row has no 'input_text' (or 'prompt') field; fields here: "
-                f"{fields}"
-            )
-        if not isinstance(row[key], str) or not row[key].strip():
-            raise EvaluatorInputError(f"{path}:{lineno}: '{key}' must be a non-empty string")
+        text = prompt_text(path, lineno, row)
         reference = row.get("reference")
         if reference is not None and not isinstance(reference, dict | list):
             raise EvaluatorInputError(
@@ -164,7 +156,7 @@ def read_prompts(path: Path, *, limit: int | None = None) -> list[PromptRow]:
         rows.append(
             PromptRow(
                 example_id=row_id(lineno, row),
-                input_text=row[key],
+                input_text=text,
                 reference=reference,
                 line=lineno,
             )

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from evaluators.base import EvalResult, Evaluator, EvaluatorInputError, ExampleScore, ModelHandle
-from evaluators.jsonl import RowIds, read_jsonl
+from evaluators.jsonl import RowIds, prompt_text, read_jsonl
 from evaluators.llama_guard_format import (
     DEFAULT_CATEGORIES,
     guard_conversation,
@@ -280,16 +280,8 @@ def read_prompts(path: Path, *, limit: int | None = None) -> list[GuardRow]:
     row_id = RowIds(path)
     rows = []
     for lineno, row in read_jsonl(path, limit=limit):
-        key = "input_text" if "input_text" in row else "prompt" if "prompt" in row else None
-        if key is None:
-            fields = ", ".join(sorted(row)) or "none"
-            raise EvaluatorInputError(
-                f"{path}:{lineno}: row has no 'input_text' (or 'prompt') field; fields here: "
-                f"{fields}"
-            )
-        if not isinstance(row[key], str) or not row[key].strip():
-            raise EvaluatorInputError(f"{path}:{lineno}: '{key}' must be a non-empty string")
-        rows.append(GuardRow(example_id=row_id(lineno, row), input_text=row[key], line=lineno))
+        text = prompt_text(path, lineno, row)
+        rows.append(GuardRow(example_id=row_id(lineno, row), input_text=text, line=lineno))
     return rows
 
 

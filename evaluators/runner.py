@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluators.base import EvalResult, Evaluator, EvaluatorInputError, ModelHandle
+from service.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def _file_digests(config: Any) -> dict[str, str]:
 def _fingerprint(path: Path) -> str:
     size = path.stat().st_size
     if size <= _WHOLE_FILE_LIMIT:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     digest = hashlib.sha256(str(size).encode())
     with path.open("rb") as fh:
         digest.update(fh.read(1 << 20))
