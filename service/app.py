@@ -4,9 +4,11 @@ It wires settings, the database engines, the `/api/v1` routers (`service.api.rou
 whose docstring maps each `Registry` method to its route), bearer-token auth
 (`service.api.auth`), the request-size limit (`service.api.limits`), JSON error handlers
 (`service.api.handlers`), the health probes and MLflow's tracking server under `/mlflow`
-(`service.api.mlflow_mount`). On start it brings the schema to head (unless
-`migrate=False`) and, when no API token exists yet, writes an admin token to
-`EVALCTL_HOME/admin-token` (mode 0600). It holds no SQL and no route logic of its own.
+(`service.api.mlflow_mount`), and the web dashboard at `/` (`dashboards.web.mount`,
+imported inside `create_app` only, so the API has no import-time dependency on the UI).
+On start it brings the schema to head (unless `migrate=False`) and, when no API token
+exists yet, writes an admin token to `EVALCTL_HOME/admin-token` (mode 0600). It holds no
+SQL and no route logic of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ logger = logging.getLogger("evalctl.service")
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, migrate: bool = True, dashboard: bool = True
+) -> FastAPI:
     """Build the service app; on start it migrates (unless told not to) and bootstraps."""
     settings = settings or get_settings()
     url = db.normalize_url(settings.db_url)
@@ -61,6 +65,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         api.include_router(router)
     app.include_router(api)
     app.mount("/mlflow", MlflowMount(settings, engine), name="mlflow")
+    if dashboard:
+        from dashboards.web import mount as mount_dashboard
+
+        mount_dashboard(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     return app
 

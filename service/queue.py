@@ -116,6 +116,16 @@ def authenticate_token(*, session: Session, plain: str) -> ApiToken | None:
     return row
 
 
+def active_token(*, session: Session, token_id: int) -> ApiToken | None:
+    """Return the token with this id if it is neither revoked nor expired."""
+    row = session.get(ApiToken, token_id)
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    return row
+
+
 def list_tokens(*, session: Session) -> list[ApiToken]:
     """List all tokens (revoked and expired ones too), oldest first."""
     return list(session.exec(select(ApiToken).order_by(col(ApiToken.id))).all())

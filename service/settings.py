@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,10 @@ class ServerSettings(BaseModel):
     )
     admin_token_file: Path | None = Field(
         default=None, description="Where the first-start admin token goes; home/admin-token."
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs dashboard session cookies; home/session-secret if unset.",
     )
 
 

@@ -1,0 +1,169 @@
+"""The dashboard's plumbing: templates, static files, page errors and `mount(app)`.
+
+Owns how pages are rendered (one Jinja2 environment with the dashboard's filters), how a
+page turns an error into HTML (login redirect, 403, 404, 409 pages instead of the API's
+JSON) and how the whole UI is attached to the service app. Each page lives in its own
+module under `dashboards.pages`; their queries live in `dashboards.queries`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from dashboards.session import Forbidden, LoginRequired, Viewer, session_secret
+from service.errors import EvalctlError, NotFoundError
+
+logger = logging.getLogger("evalctl.dashboard")
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+VENDOR_FILES = ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css")
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def fmt_num(value: Any, digits: int = 4) -> str:
+    """Format a metric for a table cell: 4 significant digits, '–' for missing."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+            return f"{value:.{digits - 1}e}"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def fmt_signed(value: Any, digits: int = 3) -> str:
+    """Format a delta with its sign."""
+    if value is None:
+        return "–"
+    text = fmt_num(value, digits)
+    return text if text.startswith("-") or text == "NaN" else f"+{text}"
+
+
+def fmt_time(value: datetime | None) -> str:
+    """Format a timestamp as UTC, to the minute."""
+    if value is None:
+        return "–"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def fmt_ago(value: datetime | None) -> str:
+    """Format how long ago a timestamp was ('3 min ago')."""
+    if value is None:
+        return "never"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    seconds = max(0.0, (datetime.now(UTC) - value).total_seconds())
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
+
+
+def short_hash(value: str | None, n: int = 12) -> str:
+    """Return the first `n` characters of a hash."""
+    return value[:n] if value else "–"
+
+
+templates.env.filters.update(
+    num=fmt_num, signed=fmt_signed, time=fmt_time, ago=fmt_ago, short=short_hash
+)
+templates.env.globals["quote"] = quote
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """Render a page template with the viewer (if any) and the request in its context."""
+    viewer = getattr(request.state, "viewer", None)
+    full = {"viewer": viewer, "vendor_ok": vendor_ok(), **context}
+    return templates.TemplateResponse(request, name, full, status_code=status_code, headers=headers)
+
+
+def vendor_ok() -> bool:
+    """Return whether `make assets` has put the npm files under static/vendor."""
+    return all((STATIC / "vendor" / name).is_file() for name in VENDOR_FILES)
+
+
+def _login_redirect(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    url = f"/login?next={quote(target, safe='')}"
+    if request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+    return render(request, "error.html", {"title": title, "message": message}, status_code=status)
+
+
+class PageRoute(APIRoute):
+    """A route that answers errors as HTML pages (or a login redirect), not JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LoginRequired:
+                return _login_redirect(request)
+            except Forbidden as exc:
+                return _error_page(request, 403, "Not allowed", str(exc))
+            except NotFoundError as exc:
+                return _error_page(request, 404, "Not found", str(exc))
+            except EvalctlError as exc:
+                return _error_page(request, 409, "Cannot do that", str(exc))
+
+        return page_handler
+
+
+def page_router(**kwargs: Any) -> APIRouter:
+    """Return a router whose routes render errors as pages and stay out of OpenAPI."""
+    return APIRouter(route_class=PageRoute, include_in_schema=False, **kwargs)
+
+
+def mount(app: FastAPI) -> None:
+    """Attach the dashboard (pages at `/`, assets at `/static`) to the service app."""
+    from dashboards.pages import ROUTERS
+
+    app.state.session_secret = session_secret(app.state.settings)
+    if not vendor_ok():
+        logger.warning(
+            "dashboard assets missing under %s (run `make assets`); charts are disabled",
+            STATIC / "vendor",
+        )
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+
+def viewer_of(request: Request) -> Viewer | None:
+    """Return the viewer already resolved for this request, if any."""
+    viewer = getattr(request.state, "viewer", None)
+    return viewer if isinstance(viewer, Viewer) else None
