@@ -3,6 +3,16 @@
 #   CUDA image: docker build -t evalctl:cuda --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
 # The torch wheel comes first, from the index the build arg names, so `pip install .`
 # finds torch satisfied and does not pull the default (CUDA) wheel into a CPU image.
+# The dashboard's front-end files (htmx, uPlot) come from npm, pinned by package-lock.json,
+# and are served by evalctl itself: no CDN at run time.
+FROM node:20-slim AS assets
+WORKDIR /assets
+COPY dashboards/package.json dashboards/package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund \
+    && mkdir vendor \
+    && cp node_modules/htmx.org/dist/htmx.min.js node_modules/uplot/dist/uPlot.iife.min.js \
+          node_modules/uplot/dist/uPlot.min.css vendor/
+
 FROM python:3.11-slim
 
 ARG TORCH_VERSION=2.13.0
@@ -29,6 +39,7 @@ COPY evaluators ./evaluators
 COPY runners ./runners
 COPY monitors ./monitors
 COPY dashboards ./dashboards
+COPY --from=assets /assets/vendor ./dashboards/static/vendor
 COPY evalctl ./evalctl
 # Installed in place (-e): service.db finds the migrations at <source>/alembic, which a
 # plain `pip install .` leaves behind (alembic/ is not a package).

@@ -56,7 +56,8 @@ lint: install
 	$(BIN)/mypy
 
 test: install browser lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	# The browser tests skip without chromium elsewhere; here the `browser` target installed it.
+	EVALCTL_REQUIRE_BROWSER=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/run_all.py

@@ -10,6 +10,7 @@ FastAPI and the service modules are imported inside the commands.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -40,7 +41,7 @@ def serve(
         bool, typer.Option("--no-migrate", help="Do not upgrade the database schema on start.")
     ] = False,
 ) -> None:
-    """Run the registry API (and MLflow under /mlflow) with uvicorn."""
+    """Run the registry API, the web dashboard at / and MLflow under /mlflow, with uvicorn."""
     import uvicorn
 
     from service.app import create_app
@@ -48,12 +49,16 @@ def serve(
 
     settings = get_settings()
     app = create_app(settings, migrate=not no_migrate)
-    uvicorn.run(
-        app,
-        host=host or settings.server.host,
-        port=settings.server.port if port is None else port,
-        log_level="info",
+    bind_host = host or settings.server.host
+    bind_port = settings.server.port if port is None else port
+    shown = "localhost" if bind_host in {"0.0.0.0", "::"} else bind_host
+    print(
+        f"evalctl: dashboard at http://{shown}:{bind_port}/ (log in with an API token), "
+        f"API at /api/v1, MLflow at /mlflow",
+        file=sys.stderr,
+        flush=True,
     )
+    uvicorn.run(app, host=bind_host, port=bind_port, log_level="info")
 
 
 def _session() -> Any:
