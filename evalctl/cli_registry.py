@@ -316,7 +316,8 @@ def compare(
     two-sided p-value.
     """
     from evalctl.cli import _console, _dump, _registry, fail
-    from evalctl.compare import compare_metrics, compare_params, render_compare
+    from evalctl.compare import render_compare
+    from service.compare import compare_metrics, compare_params
     from service.gate.refs import resolve_ref
 
     if len(refs) < 2:
