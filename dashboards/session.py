@@ -113,14 +113,17 @@ def make_cookie(secret: bytes, token_id: int, *, now: float | None = None) -> st
 def read_cookie(secret: bytes, value: str, *, now: float | None = None) -> dict[str, object] | None:
     """Return the cookie's body if its signature is good and it has not expired."""
     payload, _, signature = value.partition(".")
-    if not payload or not hmac.compare_digest(signature, _sign(secret, payload)):
+    # Compared as bytes: compare_digest refuses non-ASCII str, which a forged cookie may hold.
+    if not payload or not hmac.compare_digest(signature.encode(), _sign(secret, payload).encode()):
         return None
     try:
         body = json.loads(_unb64(payload))
     except ValueError:
         return None
+    if not isinstance(body, dict):
+        return None
     issued = body.get("iat")
-    if not isinstance(body, dict) or not isinstance(issued, int):
+    if not isinstance(issued, int):
         return None
     if (now if now is not None else time.time()) - issued > MAX_AGE_S:
         return None
@@ -164,7 +167,7 @@ async def check_csrf(request: Request, viewer: Viewer) -> None:
         form = await request.form()
         field = form.get(CSRF_FIELD)
         sent = field if isinstance(field, str) else None
-    if not sent or not hmac.compare_digest(sent, viewer.csrf_token):
+    if not sent or not hmac.compare_digest(sent.encode(), viewer.csrf_token.encode()):
         raise Forbidden("the form is stale or did not come from this dashboard (CSRF check)")
 
 

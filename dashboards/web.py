@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -131,6 +132,15 @@ class PageRoute(APIRoute):
         async def page_handler(request: Request) -> Response:
             try:
                 return await handler(request)
+            except RequestValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors()
+                )
+                return _error_page(request, 400, "Bad request", problems)
+            except OverflowError:
+                return _error_page(
+                    request, 400, "Bad request", "a number in the address is too large"
+                )
             except LoginRequired:
                 return _login_redirect(request)
             except Forbidden as exc:

@@ -24,19 +24,24 @@ def flatten_spec(spec_text: str) -> dict[str, Any]:
     """Flatten a spec's YAML into dotted keys (lists by index: evaluators.0.perplexity.data)."""
     import yaml
 
+    return flatten(yaml.safe_load(spec_text) or {})
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings and lists into dotted keys (`training.lora.r`)."""
     out: dict[str, Any] = {}
 
-    def walk(value: Any, prefix: str) -> None:
-        if isinstance(value, dict) and value:
-            for key, item in value.items():
-                walk(item, f"{prefix}.{key}" if prefix else str(key))
-        elif isinstance(value, list) and value:
-            for index, item in enumerate(value):
-                walk(item, f"{prefix}.{index}" if prefix else str(index))
+    def walk(item: Any, path: str) -> None:
+        if isinstance(item, dict) and item:
+            for key, child in item.items():
+                walk(child, f"{path}.{key}" if path else str(key))
+        elif isinstance(item, list) and item:
+            for index, child in enumerate(item):
+                walk(child, f"{path}.{index}" if path else str(index))
         else:
-            out[prefix] = value
+            out[path] = item
 
-    walk(yaml.safe_load(spec_text) or {}, "")
+    walk(value, prefix)
     return out
 
 

@@ -404,6 +404,9 @@ class Job(JobBase, table=True):
     status: str = Field(default="queued", max_length=16)
     attempts: int = Field(default=0, description="How many times the job was claimed.")
     lease_owner: int | None = Field(default=None, description="Id of the runner holding it.")
+    runner_id: int | None = Field(
+        default=None, description="Id of the runner that last claimed it (kept after it ends)."
+    )
     lease_expires_at: datetime | None = Field(default=None, sa_type=TZDateTime)
     cancel_requested: bool = False
     failure_reason: str | None = None
@@ -417,6 +420,7 @@ class JobPublic(JobBase):
     status: str
     attempts: int
     lease_owner: int | None
+    runner_id: int | None = None
     lease_expires_at: datetime | None
     cancel_requested: bool
     failure_reason: str | None

@@ -265,7 +265,7 @@ def claim_job(
             session.commit()
             return None
         job.status = "running"
-        job.lease_owner = runner_id
+        job.lease_owner = job.runner_id = runner_id
         job.lease_expires_at = now + timedelta(seconds=lease_seconds)
         job.attempts += 1
         job.started_at = now

@@ -32,6 +32,8 @@ def _safe_next(target: str | None) -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return "/"
+    if "\\" in target:  # browsers read /\host as //host
+        return "/"
     return target
 
 
@@ -63,7 +65,7 @@ def login(
     """Check the token; on success set the session cookie and go where the user was going."""
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     next_url = _safe_next(next)
-    if not expected or not hmac.compare_digest(csrf_token, expected):
+    if not expected or not hmac.compare_digest(csrf_token.encode(), expected.encode()):
         return _login_page(
             request, next_url=next_url, error="The form expired; please try again.", status=403
         )

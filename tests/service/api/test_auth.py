@@ -141,7 +141,7 @@ def _route_table(app) -> list[tuple[str, str | None, set[str] | None]]:
 def test_every_route_except_health_requires_a_token(server: Server, evalctl_home) -> None:
     from service.app import create_app
 
-    table = _route_table(create_app(migrate=False))
+    table = _route_table(create_app(migrate=False, dashboard=False))
     requests = []
     for kind, path, methods in table:
         assert path is not None
