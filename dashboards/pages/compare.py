@@ -46,12 +46,15 @@ def compare_page(
     request: Request,
     viewer: ViewerDep,
     run: Annotated[list[str] | None, Query()] = None,
+    baseline: str | None = None,
 ) -> Response:
     """Compare runs: parameters, metrics with paired tests, curves, examples that got worse."""
     refs = queries.check_refs(run or [])
     state = request.app.state
     with Session(state.engine) as session:
-        runs = queries.load_compared(session=session, db_url=state.db_url, refs=refs)
+        runs = queries.load_compared(
+            session=session, db_url=state.db_url, refs=refs, baseline=baseline or None
+        )
         worse = worse_examples(session, runs)
     tests = paired_tests(runs)
     params, differing = params_table(runs)

@@ -55,8 +55,15 @@ def check_refs(refs: Sequence[str]) -> list[str]:
     return cleaned
 
 
-def load_compared(*, session: Session, db_url: str, refs: Sequence[str]) -> list[Compared]:
-    """Return the runs named by `refs` (ids or names), the first as the baseline."""
+def load_compared(
+    *, session: Session, db_url: str, refs: Sequence[str], baseline: str | None = None
+) -> list[Compared]:
+    """Return the runs named by `refs` (ids or names), the baseline first, then oldest first.
+
+    The baseline is the run `baseline` names (it must be among `refs`), else the oldest
+    run: ticking runs on the runs page says nothing about order, and "what changed since
+    the earlier run" is the question a comparison usually asks.
+    """
     runs = [RunPublic.model_validate(crud.find_run(session=session, ref=ref)) for ref in refs]
     seen: dict[int, str] = {}
     for ref, run in zip(refs, runs, strict=True):
@@ -66,6 +73,14 @@ def load_compared(*, session: Session, db_url: str, refs: Sequence[str]) -> list
                 "compare distinct runs"
             )
         seen[run.id] = ref
+    runs.sort(key=lambda r: (r.created_at, r.id))
+    if baseline is not None:
+        base = crud.find_run(session=session, ref=baseline)
+        if base.id not in seen:
+            raise EvalctlError(
+                f"baseline {baseline!r} (run {base.id}) is not one of the runs compared"
+            )
+        runs.sort(key=lambda r: r.id != base.id)  # stable: the others stay oldest first
     # The gate's own reader, on the app's engine (get_engine caches it per URL).
     registry = LocalRegistry(db_url, migrate=False)
     out = []

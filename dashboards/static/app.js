@@ -19,7 +19,8 @@
     holder.textContent = "";
     var plot = new uPlot({ title: spec.title, width: width, height: 240, series: series,
                            scales: { x: { time: false } },
-                           axes: [{ label: spec.x_label || "step" }, { label: spec.y_label || "" }] },
+                           axes: [{ label: spec.x_label || "step" },
+                                  { label: spec.y_label || "", size: 64, values: tickLabels }] },
                          data, holder);
     holder.setAttribute("role", "img");
     holder.setAttribute("aria-label", spec.title + ": " + spec.series.map(function (s) {
@@ -27,12 +28,36 @@
     holder._plot = plot;
   }
 
+  // uPlot rounds ticks to 3 decimals (a learning rate of 2e-4 reads "0"); keep 3 digits.
+  function tickLabels(u, ticks) {
+    return ticks.map(function (v) {
+      if (v === 0) return "0";
+      var a = Math.abs(v);
+      return a >= 1e4 || a < 1e-2 ? v.toExponential(1) : String(+v.toPrecision(3));
+    });
+  }
+
+  // A wide table that scrolls sideways must be reachable by keyboard to be scrolled.
+  function scrollableRegions(root) {
+    (root || document).querySelectorAll(".table-wrap").forEach(function (wrap) {
+      if (wrap.scrollWidth <= wrap.clientWidth) return;
+      var table = wrap.querySelector("table");
+      var caption = table && table.querySelector("caption");
+      var label = (table && table.getAttribute("aria-label")) || (caption && caption.textContent);
+      wrap.setAttribute("tabindex", "0");
+      wrap.setAttribute("role", "region");
+      wrap.setAttribute("aria-label", (label || "Table") + " (scrolls sideways)");
+    });
+  }
+
   function drawAll(root) {
     (root || document).querySelectorAll("[data-chart]").forEach(drawChart);
+    scrollableRegions(root);
   }
 
   document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
   document.addEventListener("htmx:afterSwap", function (e) { drawAll(e.target); });
+  window.addEventListener("resize", function () { scrollableRegions(document); });
 
   // "Differences only" on the compare page: rows that agree get class "same".
   document.addEventListener("change", function (e) {

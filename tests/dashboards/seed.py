@@ -98,7 +98,7 @@ def _examples(quality: int, step: int, wrong: set[int]) -> dict[str, list[EvalEx
             EvalExampleCreate(
                 position=i,
                 example_id=f"ex-{i:02d}",
-                scores={"nll": nll, "ppl": math.exp(nll)},
+                scores={"nll": nll, "ppl": math.exp(nll), "tokens": 20.0 + i},
                 details={"text": f"Order {i} ...", "line": i + 1},
             )
         )

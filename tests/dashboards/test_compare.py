@@ -58,8 +58,11 @@ def parse(page: str) -> _Tables:
     return parser
 
 
-def compare(client: httpx.Client, *refs: object) -> httpx.Response:
-    return client.get("/compare", params=[("run", str(r)) for r in refs])
+def compare(client: httpx.Client, *refs: object, baseline: object = None) -> httpx.Response:
+    params = [("run", str(r)) for r in refs]
+    if baseline is not None:
+        params.append(("baseline", str(baseline)))
+    return client.get("/compare", params=params)
 
 
 def rows_by(table: list[tuple[dict[str, str], list[str]]], attr: str) -> dict[str, list[str]]:
@@ -82,7 +85,7 @@ def test_runs_table_and_sections(two: str, seeded: Seeded) -> None:
     good, worse = seeded.runs["good"], seeded.runs["worse"]
     assert [cells[1].split(" #")[0] for _, cells in runs] == [good.name, worse.name]
     assert f'href="/runs/{good.id}"' in two and f'href="/runs/{worse.id}"' in two
-    assert runs[0][1][0] == "baseline" and runs[1][1][0] == "candidate"
+    assert runs[0][1][0] == "baseline" and runs[1][1][0] == "candidate make baseline"
     assert runs[0][1][2] == "succeeded" and runs[0][1][4] == "20"
 
 
@@ -144,8 +147,22 @@ def test_worse_examples_are_exactly_the_regressions(two: str) -> None:
     assert re.search(r'href="/evaluations/\d+">#\d+ \(baseline\)', two)
 
 
+def test_the_oldest_run_is_the_baseline_whatever_the_order(
+    reader: httpx.Client, seeded: Seeded
+) -> None:
+    good, worse = seeded.runs["good"], seeded.runs["worse"]
+    for refs in ((good.id, worse.id), (worse.id, good.id)):  # runs page ticks: newest first
+        compared = parse(compare(reader, *refs).text).tables["runs-compared"]
+        assert [cells[1].split(" #")[0] for _, cells in compared[1:]] == [good.name, worse.name]
+    unknown = compare(reader, good.id, worse.id, baseline=seeded.runs["broken"].id)
+    assert unknown.status_code == 409 and "not one of the runs compared" in unknown.text
+
+
 def test_swapped_baseline_reads_as_better(reader: httpx.Client, seeded: Seeded) -> None:
-    response = compare(reader, seeded.runs["worse"].id, seeded.runs["good"].id)
+    good, worse = seeded.runs["good"], seeded.runs["worse"]
+    page = compare(reader, good.id, worse.id).text
+    assert f"baseline={worse.id}" in page  # the "make baseline" link
+    response = compare(reader, good.id, worse.id, baseline=worse.id)
     assert response.status_code == 200, response.text
     tables = parse(response.text)
     valid = rows_by(tables.tables["metrics"], "data-metric")["json_schema.valid_rate"]
