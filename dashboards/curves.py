@@ -118,7 +118,10 @@ def _sql_history(
             for run_id in run_ids:
                 for key in keys:
                     rows = conn.execute(_HISTORY, {"run": run_id, "key": key, "false": False})
-                    points = np.array(rows.all(), dtype=np.float64).reshape(-1, 3)
+                    # Plain tuples: NumPy probes each SQLAlchemy Row for the array
+                    # protocol, which costs ~10x the fetch itself at 50,000 rows.
+                    plain = [tuple(row) for row in rows]
+                    points = np.array(plain, dtype=np.float64).reshape(-1, 3)
                     if len(points):
                         out[(run_id, key)] = _last_per_step_sorted(points)
     except DBAPIError as exc:  # no MLflow tables yet: nothing was logged
