@@ -2,10 +2,9 @@
 on a free loopback port against both seeded databases, a keep-alive httpx client logged in
 with a read token, the timed runs-page views and compare page (with a check that the compare
 payload keeps at most 2,000 points per series), MLflow's own reads of the same data as
-baselines, and the printed tables and results.jsonl record. The app sets no `Server-Timing`
-header (the figures use it if one appears), so the figures are client-side latencies on
-loopback: server time plus well under a millisecond of local transport. It owns no seeding
-and no command line.
+baselines, and the printed tables and results.jsonl record. Dashboard pages send
+`Server-Timing: app;dur=<ms>`; both that server time and the client-side latency on
+loopback are recorded. It owns no seeding and no command line.
 """
 
 from __future__ import annotations
@@ -315,17 +314,21 @@ def measure_mlflow(uri: str, plan: Plan, repeat: int) -> dict[str, Any]:
 # --- report ----------------------------------------------------------------------------
 
 
+def _server_p95(stats: dict[str, Any]) -> Any:
+    """Return the p95 of the Server-Timing durations, or '-' when the app sent none."""
+    return stats.get("server_timing", {}).get("p95_ms", "-")
+
+
 def report(record: dict[str, Any], *, save: bool) -> None:
     """Print the summary tables and append the JSON line (not for --quick smoke runs)."""
     pages = record["runs_page"]
     default, compare = next(iter(pages.values())), record["compare_page"]
     rows = [
-        [label, s["n"], s["p50_ms"], s["p95_ms"], s["max_ms"], s["bytes"]]
+        [label, s["n"], s["p50_ms"], s["p95_ms"], s["max_ms"], _server_p95(s), s["bytes"]]
         for label, s in [*pages.items(), ("compare 2 runs", compare)]
     ]
-    print_table(
-        ["view (client latency, loopback)", "n", "p50 ms", "p95 ms", "max ms", "bytes"], rows
-    )
+    head = ["view (client latency, loopback)", "n", "p50 ms", "p95 ms", "max ms"]
+    print_table([*head, "server p95 ms", "bytes"], rows)
     base = record["mlflow"]["baselines_ms"]
     ratios = {
         "search_runs_all_over_runs_page_p95": base[SEARCH_ALL] / default["p95_ms"],
@@ -338,7 +341,10 @@ def report(record: dict[str, Any], *, save: bool) -> None:
     print_table(["ratio", "x"], [[k, v] for k, v in ratios.items()])
     record["ratios"] = {k: round(v, 2) for k, v in ratios.items()}
     record["goal_runs_p95_ms"] = GOAL_RUNS_P95_MS
-    record["goal_met"] = all(s["p95_ms"] < GOAL_RUNS_P95_MS for s in pages.values())
+    # The goal is server time; judged on it when the app reports it, else on latency.
+    record["goal_met"] = all(
+        s.get("server_timing", s)["p95_ms"] < GOAL_RUNS_P95_MS for s in pages.values()
+    )
     record["postgres"] = postgres_version()
     record["machine"] = machine_info()
     record["load_average_1m"] = round(os.getloadavg()[0], 2)

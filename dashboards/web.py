@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,12 +125,23 @@ def _error_page(request: Request, status: int, title: str, message: str) -> Resp
 
 
 class PageRoute(APIRoute):
-    """A route that answers errors as HTML pages (or a login redirect), not JSON."""
+    """A route that answers errors as HTML pages (or a login redirect), not JSON.
+
+    Every answer carries `Server-Timing: app;dur=<ms>` (queries and rendering included),
+    so browsers' dev tools and `bench/bench_dashboard.py` see the server's own time.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def page_handler(request: Request) -> Response:
+            started = time.perf_counter()
+            response = await answer(request)
+            took_ms = (time.perf_counter() - started) * 1000
+            response.headers["Server-Timing"] = f"app;dur={took_ms:.1f}"
+            return response
+
+        async def answer(request: Request) -> Response:
             try:
                 return await handler(request)
             except RequestValidationError as exc:

@@ -291,3 +291,12 @@ def test_every_page_but_login_needs_a_session(server: LiveServer) -> None:
             response = client.request(method, path, follow_redirects=False)
             assert response.status_code == 303, (method, path, response.status_code)
             assert response.headers["location"].startswith("/login?next="), (method, path)
+
+
+def test_pages_report_their_server_time(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.url) as client:
+        for path in ("/login", "/jobs"):  # a page and a login redirect
+            header = client.get(path, follow_redirects=False).headers.get("server-timing", "")
+            found = re.fullmatch(r"app;dur=(\d+\.\d)", header)
+            assert found and float(found.group(1)) >= 0, (path, header)
+        assert "server-timing" not in client.get("/healthz").headers  # the API is untouched
