@@ -309,9 +309,14 @@ class Agent:
 
         from runners.launch import build_launch_command
         from runners.run import RunCancelled
+        from runners.sources import pick_device
 
         spec_path = Path(job.spec_path) if job.spec_path else self.config.work_dir / "spec.yaml"
         distributed = ctx.spec.training.distributed
+        # As the single-process Trainer: bf16 only on CUDA. CPU ranks under bf16 autocast
+        # died with SIGILL on a Xeon with AMX-BF16 (a CPU bf16 path the host refused).
+        on_cuda = pick_device(ctx.spec.training.device) == "cuda"
+        bf16 = on_cuda and ctx.spec.base_model.dtype in ("auto", "bfloat16")
         plan = build_launch_command(
             spec_path=spec_path,
             run_id=run_id,
@@ -319,6 +324,7 @@ class Agent:
             strategy=distributed.strategy,
             work_dir=self.config.work_dir / "jobs" / str(job.id),
             options=distributed,
+            mixed_precision="bf16" if bf16 else "no",
             extra_env={"EVALCTL_URL": self.url, "EVALCTL_TOKEN": self.token},
         )
         argv = [*plan.argv, "--remote"]
