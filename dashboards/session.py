@@ -31,6 +31,7 @@ from sqlmodel import Session
 
 from service import queue
 from service.api.auth import Need, Principal
+from service.errors import EvalctlError
 from service.settings import Settings
 
 COOKIE = "evalctl_session"
@@ -62,26 +63,45 @@ class Viewer:
         return self.principal.may(Need.write)
 
 
+#: Shortest signing key accepted: a shorter one can be guessed from one captured cookie.
+MIN_SECRET_BYTES = 32
+
+
 def session_secret(settings: Settings) -> bytes:
-    """Return the signing secret: the configured one, else the one kept under home."""
+    """Return the signing secret: the configured one, else the one kept under home.
+
+    Raises:
+        EvalctlError: the configured secret is shorter than MIN_SECRET_BYTES (an empty
+            `EVALCTL_SERVER__SESSION_SECRET=` would let anyone forge a session).
+    """
     configured = settings.server.session_secret
     if configured is not None:
-        return configured.get_secret_value().encode()
+        secret = configured.get_secret_value().encode()
+        if len(secret) < MIN_SECRET_BYTES:
+            raise EvalctlError(
+                f"EVALCTL_SERVER__SESSION_SECRET is {len(secret)} bytes; use at least "
+                f"{MIN_SECRET_BYTES} random bytes (e.g. `openssl rand -hex 32`), or unset it"
+            )
+        return secret
     path = settings.home_dir / "session-secret"
     try:
-        return bytes.fromhex(path.read_text().strip())
+        secret = bytes.fromhex(path.read_text().strip())
     except (FileNotFoundError, ValueError):
-        pass
-    secret = secrets.token_bytes(32)
-    _write_private(path, secret.hex())
+        secret = b""
+    if len(secret) >= MIN_SECRET_BYTES:
+        return secret
+    _write_private(path, secrets.token_bytes(MIN_SECRET_BYTES).hex(), replace=path.exists())
     return bytes.fromhex(path.read_text().strip())
 
 
-def _write_private(path: Path, text: str) -> None:
+def _write_private(path: Path, text: str, *, replace: bool) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")
+    if replace:  # an empty or damaged file: nobody can be using it as a key
+        os.replace(tmp, path)
+        return
     try:  # the first writer wins; a concurrent second one reads the first's secret
         os.link(tmp, path)
     except FileExistsError:

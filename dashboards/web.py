@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DataError
 
 from dashboards.session import Forbidden, LoginRequired, Viewer, session_secret
 from service.errors import EvalctlError, NotFoundError
@@ -82,6 +83,14 @@ def fmt_ago(value: datetime | None) -> str:
     return f"{int(seconds)} s ago"
 
 
+def parse_id(text: str) -> int | None:
+    """Return `text` as a positive database id, or None (ASCII digits only, fits int64)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdecimal()) or len(text) > 18 or int(text) == 0:
+        return None
+    return int(text)
+
+
 def short_hash(value: str | None, n: int = 12) -> str:
     """Return the first `n` characters of a hash."""
     return value[:n] if value else "–"
@@ -114,10 +123,13 @@ def vendor_ok() -> bool:
 
 def _login_redirect(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    url = f"/login?next={quote(target, safe='')}"
     if request.headers.get("hx-request"):
+        # An htmx call asks for a fragment (/runs/table); come back to the page it was on.
+        current = urlsplit(request.headers.get("hx-current-url", ""))
+        target = (current.path or "/") + (f"?{current.query}" if current.query else "")
+        url = f"/login?next={quote(target, safe='')}"
         return Response(status_code=204, headers={"HX-Redirect": url})
-    return RedirectResponse(url, status_code=303)
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
 def _error_page(request: Request, status: int, title: str, message: str) -> Response:
@@ -161,6 +173,9 @@ class PageRoute(APIRoute):
                 return _error_page(request, 404, "Not found", str(exc))
             except EvalctlError as exc:
                 return _error_page(request, 409, "Cannot do that", str(exc))
+            except (ValueError, DataError) as exc:  # a value the database refused
+                first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                return _error_page(request, 400, "Bad request", first[0] if first else "")
 
         return page_handler
 

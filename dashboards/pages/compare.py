@@ -12,6 +12,7 @@ got worse than the baseline. The statistics are the gate's; nothing here re-deri
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -29,6 +30,7 @@ from service.gate import statistical
 from service.gate.rule_spec import DropTest, StatisticalRule, lower_is_better
 from service.gate.sides import GateSide
 
+logger = logging.getLogger("evalctl.dashboard")
 router = page_router()
 
 CURVE_KEYS = ("loss", "eval_loss", "learning_rate")
@@ -65,7 +67,7 @@ def compare_page(
         "differing": differing,
         "metrics": metrics_table(runs, tests),
         "tests": [t for per_run in tests for t in per_run.values()],
-        "charts": curve_charts(state.settings.tracking_uri, runs),
+        **curve_charts(state.settings.tracking_uri, runs),
         "worse": worse,
         "alpha": ALPHA,
     }
@@ -242,11 +244,15 @@ def metrics_table(runs: list[Compared], tests: list[dict[str, PairedTest]]) -> l
 # --- curves ----------------------------------------------------------------------------
 
 
-def curve_charts(tracking_uri: str, runs: list[Compared]) -> list[dict[str, Any]]:
-    """Return one chart per curve key, one series per run that logged it."""
+def curve_charts(tracking_uri: str, runs: list[Compared]) -> dict[str, Any]:
+    """Return `charts` (one per curve key, a series per run) and `curves_error` (or None)."""
     labels = _labels(runs)
     by_mlflow = {c.run.mlflow_run_id: labels[i] for i, c in enumerate(runs) if c.run.mlflow_run_id}
-    series = load_series(tracking_uri, list(by_mlflow), CURVE_KEYS)
+    try:
+        series = load_series(tracking_uri, list(by_mlflow), CURVE_KEYS)
+    except Exception as exc:  # MLflow is another system: say why, keep the page
+        logger.warning("cannot read curves from MLflow at %s: %s", tracking_uri, exc)
+        return {"charts": [], "curves_error": f"Could not read the curves from MLflow: {exc}"}
     charts = []
     for key in CURVE_KEYS:
         mine = [s for s in series if s.key == key]
@@ -258,7 +264,7 @@ def curve_charts(tracking_uri: str, runs: list[Compared]) -> list[dict[str, Any]
         }
         summary = ", ".join(f"{by_mlflow[s.run_id]}: {s.points} points" for s in mine)
         charts.append({"id": f"curve-{key}", "key": key, "spec": spec, "summary": summary})
-    return charts
+    return {"charts": charts, "curves_error": None}
 
 
 def _labels(runs: list[Compared]) -> list[str]:

@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from dashboards.queries import evaluation as queries
 from dashboards.session import ViewerDep
-from dashboards.web import page_router, render
+from dashboards.web import page_router, parse_id, render
 from service.errors import NotFoundError
 from service.models import EvalExample
 
@@ -63,7 +63,7 @@ def evaluation_page(
     page: str = "1",
 ) -> Response:
     """Show one evaluation: facts, metrics and its examples (filtered, 100 per page)."""
-    if not evaluation_id.isdigit():
+    if parse_id(evaluation_id) is None:
         raise NotFoundError(f"evaluation '{evaluation_id}' not found (ids are numbers)")
     with Session(request.app.state.engine) as session:
         context = queries.evaluation_context(session=session, evaluation_id=int(evaluation_id))
@@ -135,7 +135,7 @@ def parse_filters(
         problems.append("Choose a score for the Min/Max range.")
     if minimum is not None and maximum is not None and minimum > maximum:
         problems.append(f"Min {minimum:g} is above Max {maximum:g}: no example can match.")
-    number = int(page) if page.strip().isdigit() and int(page) > 0 else 1
+    number = parse_id(page) or 1
     if page.strip() and page.strip() != str(number):
         problems.append(f"'{page}' is not a page number; showing page 1.")
     filters = queries.ExampleFilters(

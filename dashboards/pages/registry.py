@@ -19,9 +19,10 @@ from sqlmodel import Session
 from dashboards import promotion
 from dashboards.queries import registry as queries
 from dashboards.session import ActorDep, ViewerDep
-from dashboards.web import page_router, render
+from dashboards.web import page_router, parse_id, render, templates
 
 router = page_router()
+templates.env.filters["gate_view"] = queries.gate_view
 
 
 @router.get("/registry")
@@ -153,5 +154,4 @@ def _experiment_id(text: str) -> tuple[int | None, str | None]:
 
 
 def _int(text: str) -> int | None:
-    text = text.strip()
-    return int(text) if text.isdigit() else None
+    return parse_id(text)

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from dashboards import curves
 from dashboards.queries import run as q
 from dashboards.session import ViewerDep
-from dashboards.web import page_router, render
+from dashboards.web import page_router, parse_id, render
 from service.errors import NotFoundError
 from service.settings import Settings
 
@@ -97,9 +97,10 @@ def _log(session: Session, settings: Settings, run_id: int, jobs: list[q.JobRow]
 
 
 def _run_id(text: str) -> int:
-    if not text.isdigit():
+    run_id = parse_id(text)
+    if run_id is None:
         raise NotFoundError(f"Run '{text}' not found: run ids are numbers.")
-    return int(text)
+    return run_id
 
 
 @router.get("/runs/{run_id}")

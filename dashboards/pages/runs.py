@@ -73,7 +73,7 @@ def parse_form(params: dict[str, str], *, experiments: dict[str, int], metrics: 
     if raw["tag"] and not tag_key.strip():
         messages.append(f"Tag filter '{raw['tag']}' needs a key: write key=value.")
     metric = raw["metric"] or None
-    if metric is not None and metric not in metrics:
+    if metric is not None and not _known_metric(metric, metrics):
         messages.append(f"Unknown metric '{metric}'; it was ignored.")
         metric = None
     low = _number(raw, "min", "Min", messages)
@@ -81,7 +81,8 @@ def parse_form(params: dict[str, str], *, experiments: dict[str, int], metrics: 
     if metric is None and (low is not None or high is not None):
         messages.append("Min and Max need a Metric to apply to; they were ignored.")
     sort, descending = _sort(raw, metrics, messages)
-    page = int(raw["page"]) if raw["page"].isdigit() and int(raw["page"]) > 0 else 1
+    digits = raw["page"].isascii() and raw["page"].isdecimal() and len(raw["page"]) < 10
+    page = int(raw["page"]) if digits and int(raw["page"]) > 0 else 1
     filters = q.RunFilters(
         experiment_id=experiment_id,
         status=status,
@@ -101,13 +102,23 @@ def parse_form(params: dict[str, str], *, experiments: dict[str, int], metrics: 
 def _sort(raw: dict[str, str], metrics: list[str], messages: list[str]) -> tuple[str, bool]:
     """Return the sort key and direction; an unknown key falls back to newest first."""
     sort = raw["sort"] or "created"
-    if sort not in q.SORT_COLUMNS and sort not in metrics:
+    if sort not in q.SORT_COLUMNS and not _known_metric(sort, metrics):
         messages.append(f"Cannot sort by '{sort}': no such column or metric.")
         sort = raw["sort"] = "created"
         raw["order"] = ""  # so the sort links and the form stop carrying the bad value
     if raw["order"] in ("asc", "desc"):
         return sort, raw["order"] == "desc"
     return sort, _default_descending(sort)
+
+
+def _known_metric(name: str, metrics: list[str]) -> bool:
+    """Return whether `name` is a listed metric, or `evaluator.key` of a listed evaluator.
+
+    The list is a cache of recent keys (see `dashboards.queries.runs`); a key only older
+    evaluations wrote (an lm_eval task run once, a per-label metric) is still sortable.
+    """
+    evaluator, _, key = name.partition(".")
+    return name in metrics or (bool(key) and any(m.startswith(f"{evaluator}.") for m in metrics))
 
 
 def _default_descending(sort: str) -> bool:

@@ -10,10 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel import Session, col, select
 
 from service.models import Alias, AliasEvent, Checkpoint, Experiment, Run, RunStatus
+
+#: The promote form offers the newest succeeded runs; an older one is promoted by checkpoint id.
+MAX_RUN_CHOICES = 500
+#: Moves shown per alias (newest first), and loaded for the whole page at most.
+HISTORY_PER_ALIAS = 20
+MAX_EVENTS = 2000
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """The columns of a run the promote form needs (not its spec text)."""
+
+    id: int | None
+    name: str
+    experiment_id: int
+    best_checkpoint_id: int | None
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,7 @@ def registry_page(*, session: Session, experiment_id: int | None = None) -> Regi
         select(AliasEvent)
         .where(col(AliasEvent.experiment_id).in_(ids))
         .order_by(col(AliasEvent.created_at).desc(), col(AliasEvent.id).desc())
+        .limit(MAX_EVENTS)
     ).all()
     runs = _succeeded_runs(session, ids)
     wanted = {a.checkpoint_id for a in aliases}
@@ -89,7 +107,9 @@ def registry_page(*, session: Session, experiment_id: int | None = None) -> Regi
     checkpoints = checkpoint_infos(session=session, checkpoint_ids=wanted)
     history: dict[tuple[int, str], list[AliasEvent]] = {}
     for event in events:
-        history.setdefault((event.experiment_id, event.name), []).append(event)
+        moves = history.setdefault((event.experiment_id, event.name), [])
+        if len(moves) < HISTORY_PER_ALIAS:
+            moves.append(event)
     sections = {e.id: ExperimentView(e) for e in shown}
     for alias in aliases:
         moves = history.get((alias.experiment_id, alias.name), [])
@@ -100,6 +120,51 @@ def registry_page(*, session: Session, experiment_id: int | None = None) -> Regi
         for r in runs
     ]
     return RegistryPage(experiments, list(sections.values()), checkpoints, choices)
+
+
+_RULE_TEXT = ("source", "name", "metric", "verdict", "reason")
+_RULE_NUMBERS = ("candidate", "baseline", "delta")
+
+
+def gate_view(gate: Any) -> dict[str, Any] | None:
+    """Return a recorded gate result in the shape the page shows, whatever was stored.
+
+    `AliasEvent.gate` is JSON any write token may set through the API; a value of the
+    wrong shape must not break the page for everyone, since history is append-only.
+    """
+    if gate is None:
+        return None
+    if not isinstance(gate, dict):
+        return {"verdict": "attached", "summary": str(gate)[:200], "rules": [], "warnings": []}
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    def number(value: Any) -> float | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok else None
+
+    rules = (
+        [
+            {
+                **{k: text(r.get(k)) for k in _RULE_TEXT},
+                **{k: number(r.get(k)) for k in _RULE_NUMBERS},
+            }
+            for r in gate.get("rules") or []
+            if isinstance(r, dict)
+        ]
+        if isinstance(gate.get("rules"), list)
+        else []
+    )
+    found = gate.get("warnings")
+    warnings: list[Any] = found if isinstance(found, list) else []
+    return {
+        "verdict": text(gate.get("verdict")) or "attached",
+        "summary": text(gate.get("summary")),
+        "message": text(gate.get("message")),
+        "rules": rules,
+        "warnings": [w for w in warnings if isinstance(w, str)],
+    }
 
 
 def checkpoint_infos(
@@ -122,10 +187,12 @@ def checkpoint_infos(
     }
 
 
-def _succeeded_runs(session: Session, experiment_ids: list[int]) -> list[Run]:
+def _succeeded_runs(session: Session, experiment_ids: list[int]) -> list[RunRow]:
+    """Return the newest succeeded runs (id, name, experiment, best checkpoint) only."""
     query = (
-        select(Run)
+        select(Run.id, Run.name, Run.experiment_id, Run.best_checkpoint_id)
         .where(col(Run.experiment_id).in_(experiment_ids), Run.status == RunStatus.succeeded)
         .order_by(col(Run.created_at).desc(), col(Run.id).desc())
+        .limit(MAX_RUN_CHOICES)
     )
-    return list(session.exec(query).all())
+    return [RunRow(*row) for row in session.exec(query).all()]

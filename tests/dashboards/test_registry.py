@@ -207,3 +207,22 @@ def test_bad_experiment_filter_is_a_message(reader: httpx.Client) -> None:
     response = reader.get("/registry", params={"experiment": "abc"})
     assert response.status_code == 200
     assert "&#39;abc&#39; is not an experiment id" in response.text
+
+
+def test_a_malformed_gate_in_history_does_not_break_the_page(
+    server: LiveServer, reader: httpx.Client, seeded: Seeded
+) -> None:
+    # Any write token may attach any JSON as a move's gate; history is append-only.
+    token = server.make_token("write", name="odd-gates")
+    odd = [{"summary": 5}, {"rules": 5}, {"verdict": ["a"]}, {"rules": [1, {"delta": "x"}]}, 7]
+    good, worse = seeded.runs["good"].best_checkpoint_id, seeded.runs["worse"].best_checkpoint_id
+    for i, gate in enumerate(odd):
+        response = httpx.put(
+            f"{server.url}/api/v1/aliases/{seeded.experiment_id}/odd",
+            json={"checkpoint_id": good if i % 2 else worse, "actor": "api", "gate": gate},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code in (200, 422), response.text
+    page = reader.get("/registry", params={"experiment": seeded.experiment_id})
+    assert page.status_code == 200, page.text[:300]
+    assert "@odd" in page.text and "ATTACHED" in page.text

@@ -24,6 +24,7 @@ from dashboards.session import (
     read_cookie,
     session_secret,
 )
+from service.errors import EvalctlError
 from service.settings import Settings
 from tests.dashboards.conftest import csrf_of
 from tests.helpers import LiveServer
@@ -234,9 +235,33 @@ def test_session_secret_is_kept_under_home_unless_configured(
     kept = session_secret(Settings(home=tmp_path / "a"))
     assert session_secret(Settings(home=tmp_path / "a")) == kept
     assert stat.S_IMODE((tmp_path / "a" / "session-secret").stat().st_mode) == 0o600
-    monkeypatch.setenv("EVALCTL_SERVER__SESSION_SECRET", "shared-by-all-replicas")
-    assert session_secret(Settings(home=tmp_path / "b")) == b"shared-by-all-replicas"
+    shared = "shared-by-all-replicas-" + "x" * 16
+    monkeypatch.setenv("EVALCTL_SERVER__SESSION_SECRET", shared)
+    assert session_secret(Settings(home=tmp_path / "b")) == shared.encode()
     assert not (tmp_path / "b" / "session-secret").exists()
+
+
+@pytest.mark.parametrize("configured", ["", "short-secret"])
+def test_a_short_configured_secret_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: str
+) -> None:
+    # An empty key (e.g. an unset ${VAR} in a compose file) would let anyone sign cookies.
+    monkeypatch.setenv("EVALCTL_SERVER__SESSION_SECRET", configured)
+    with pytest.raises(EvalctlError, match="at least 32"):
+        session_secret(Settings(home=tmp_path))
+    assert make_cookie(b"", 1) and read_cookie(b"x" * 32, make_cookie(b"", 1)) is None
+
+
+def test_an_empty_or_damaged_secret_file_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EVALCTL_SERVER__SESSION_SECRET", raising=False)
+    path = tmp_path / "session-secret"
+    for damaged in ("", "not hex", "abcd"):
+        path.write_text(damaged)
+        secret = session_secret(Settings(home=tmp_path))
+        assert len(secret) == 32 and bytes.fromhex(path.read_text().strip()) == secret
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_assets_are_served_locally(logged_in: httpx.Client) -> None:
@@ -300,3 +325,18 @@ def test_pages_report_their_server_time(server: LiveServer) -> None:
             found = re.fullmatch(r"app;dur=(\d+\.\d)", header)
             assert found and float(found.group(1)) >= 0, (path, header)
         assert "server-timing" not in client.get("/healthz").headers  # the API is untouched
+
+
+def test_an_htmx_call_without_a_session_returns_to_its_page(server: LiveServer) -> None:
+    headers = {"HX-Request": "true", "HX-Current-URL": f"{server.url}/?status=failed"}
+    response = httpx.get(f"{server.url}/runs/table?status=failed", headers=headers)
+    assert response.status_code == 204
+    assert response.headers["hx-redirect"] == "/login?next=" + quote("/?status=failed", safe="")
+
+
+@pytest.mark.parametrize("path", ["/runs/²", "/evaluations/²", "/runs/99999999999999999999999"])
+def test_odd_ids_get_an_html_page(logged_in: httpx.Client, path: str) -> None:
+    response = logged_in.get(path)
+    assert response.status_code in (400, 404), (path, response.status_code)
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'class="error"' in response.text
