@@ -90,7 +90,8 @@ def test_writer_sees_the_forms(writer: httpx.Client, seeded: Seeded) -> None:
     assert 'name="skip_gate" type="checkbox" value="1">' in html  # unchecked
     assert f'<option value="{seeded.runs["worse"].id}">' in html
     assert f'<option value="{seeded.runs["broken"].id}">' not in html  # failed runs are not offered
-    assert "Roll back @production</button>" in html
+    # @production has one move, with nothing before it: no roll back button yet.
+    assert "Roll back @production</button>" not in html and "nothing to roll back to" in html
 
 
 def test_gate_refuses_the_worse_run(
