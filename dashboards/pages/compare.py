@@ -26,7 +26,6 @@ from dashboards.queries.compare import Compared
 from dashboards.session import ViewerDep
 from dashboards.web import fmt_num, page_router, render
 from service.compare import flatten
-from service.gate import statistical
 from service.gate.rule_spec import DropTest, StatisticalRule, lower_is_better
 from service.gate.sides import GateSide
 
@@ -146,6 +145,10 @@ class PairedTest:
 
 
 def _test(metric: str, candidate: GateSide, baseline: GateSide, name: str) -> PairedTest:
+    # Imported here: the gate's statistics pull in SciPy (~0.35 s), which the service's
+    # start-up (and every other page) does not need.
+    from service.gate import statistical
+
     out = PairedTest(metric=metric, candidate=name)
     rule = StatisticalRule(metric=metric, no_significant_drop=DropTest(alpha=ALPHA))
     try:
