@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 
 import httpx
@@ -11,8 +10,6 @@ import pytest
 
 from tests.dashboards.seed import Seeded, SeededRun, seed
 from tests.helpers import LiveServer
-
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _rows(html: str) -> list[str]:
@@ -172,40 +169,29 @@ def _big_evaluation(server: LiveServer, run: SeededRun) -> int:
 @pytest.mark.postgres
 def test_filters_run_in_postgres_too(tmp_path: Path) -> None:
     """The JSON filters are SQLAlchemy expressions; on Postgres they read JSONB."""
-    import psycopg
     from sqlmodel import Session
 
     from dashboards.queries import evaluation as queries
-    from service.db import dispose_engines, get_engine
+    from service.db import get_engine
+    from tests.service.conftest import _database
 
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-    name = f"evalctl_test_{uuid.uuid4().hex[:12]}"
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            seeded = seed(url, f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="orders-pg")
-            worse = seeded.runs["worse"].evaluation_ids
-            cases = [
-                (worse["json_schema"], queries.ExampleFilters(show="invalid_json"), 4),
-                (worse["json_schema"], queries.ExampleFilters(show="errors"), 4),
-                (worse["json_schema"], queries.ExampleFilters(search="ORDER IS c"), 4),
-                (worse["json_schema"], queries.ExampleFilters(search="100%_"), 0),
-                (worse["classification"], queries.ExampleFilters(show="wrong_label"), 4),
-                (worse["llama_guard"], queries.ExampleFilters(show="unsafe"), 1),
-                (worse["perplexity"], queries.ExampleFilters(score="nll", min=2.0), 0),
-                (worse["perplexity"], queries.ExampleFilters(score="nll", max=1.545), 13),
-            ]
-            with Session(get_engine(url)) as session:
-                for evaluation_id, filters, expected in cases:
-                    keys = queries.score_keys(session=session, evaluation_id=evaluation_id)
-                    found = queries.list_examples(
-                        session=session, evaluation_id=evaluation_id, filters=filters, keys=keys
-                    )
-                    assert (found.matched, found.total) == (expected, 20), filters
-        finally:
-            dispose_engines(url)
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _database("postgres", tmp_path) as url:
+        seeded = seed(url, f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="orders-pg")
+        worse = seeded.runs["worse"].evaluation_ids
+        cases = [
+            (worse["json_schema"], queries.ExampleFilters(show="invalid_json"), 4),
+            (worse["json_schema"], queries.ExampleFilters(show="errors"), 4),
+            (worse["json_schema"], queries.ExampleFilters(search="ORDER IS c"), 4),
+            (worse["json_schema"], queries.ExampleFilters(search="100%_"), 0),
+            (worse["classification"], queries.ExampleFilters(show="wrong_label"), 4),
+            (worse["llama_guard"], queries.ExampleFilters(show="unsafe"), 1),
+            (worse["perplexity"], queries.ExampleFilters(score="nll", min=2.0), 0),
+            (worse["perplexity"], queries.ExampleFilters(score="nll", max=1.545), 13),
+        ]
+        with Session(get_engine(url)) as session:
+            for evaluation_id, filters, expected in cases:
+                keys = queries.score_keys(session=session, evaluation_id=evaluation_id)
+                found = queries.list_examples(
+                    session=session, evaluation_id=evaluation_id, filters=filters, keys=keys
+                )
+                assert (found.matched, found.total) == (expected, 20), filters

@@ -8,7 +8,6 @@ answers the same on Postgres, through a real `evalctl serve` with EVALCTL_DATABA
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,32 +19,20 @@ from tests.dashboards.seed import Seeded, seed
 from tests.helpers import LiveServer, start_server
 
 pytestmark = pytest.mark.postgres
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="module")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Seeded]]:
-    import psycopg
+    from tests.service.conftest import _database
 
-    from service.db import dispose_engines
-
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-    name = f"evalctl_test_{uuid.uuid4().hex[:12]}"
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     home: Path = tmp_path_factory.mktemp("dash-pg") / "home"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    with _database("postgres", home.parent) as url:
         server = start_server(home, db_url=url)
         try:
             seeded = seed(url, f"sqlite:///{home / 'mlflow.db'}", experiment="orders-pg")
             yield server, seeded
         finally:
             server.stop()
-            dispose_engines(url)
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
