@@ -99,9 +99,10 @@ def served_registry(home: Path) -> Iterator[Any]:
     from runners.launch import free_port
     from service.app import create_app
     from service.remote import RemoteRegistry
-    from service.settings import Settings
+    from service.settings import Settings, StorageSettings
 
-    settings = Settings(home=home)
+    # time_registry records checkpoints under /ckpt: a storage root of this server.
+    settings = Settings(home=home, storage=StorageSettings(roots=["/ckpt"]))
     port = free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
     server = uvicorn.Server(config)

@@ -306,6 +306,7 @@ def _move(
             checkpoint=target.checkpoint,
             run=target.run,
             alias=alias,
+            settings=settings,
         )
     except EvalctlError as exc:
         message = f"Registering the model version failed, so @{alias} was not moved: {exc}"

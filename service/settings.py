@@ -8,10 +8,17 @@ does.
 
 from __future__ import annotations
 
+import json
+import os
+from contextlib import suppress
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Host names the dashboard always answers to (besides the bind address).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class ServerSettings(BaseModel):
@@ -19,6 +26,13 @@ class ServerSettings(BaseModel):
 
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
+    trusted_hosts: Annotated[list[str] | None, NoDecode] = Field(
+        default=None,
+        description="Host names the dashboard answers to (400 otherwise, against DNS "
+        "rebinding): a comma-separated or JSON list, '*.example.com' for subdomains, '*' "
+        "for any. Default: localhost, 127.0.0.1, [::1] and the bind host; any when bound "
+        "to 0.0.0.0 or ::. The API and /mlflow (bearer tokens) are not checked.",
+    )
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1, description="Largest request body accepted (413 above)."
     )
@@ -28,6 +42,41 @@ class ServerSettings(BaseModel):
     session_secret: SecretStr | None = Field(
         default=None,
         description="Key that signs dashboard session cookies; home/session-secret if unset.",
+    )
+    max_lease_seconds: float = Field(
+        default=600.0,
+        ge=3,
+        description="Longest job lease a runner gets per claim or heartbeat; longer asks "
+        "are shortened to it (a dead runner's job is queued again within this time).",
+    )
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    def dashboard_hosts(self) -> list[str]:
+        """Return the Host names the dashboard answers to (`['*']`: any)."""
+        if self.trusted_hosts is not None:
+            return [host.lower() for host in self.trusted_hosts]
+        if self.host in ("0.0.0.0", "::", ""):
+            return ["*"]
+        bind = f"[{self.host}]" if ":" in self.host else self.host
+        return list(dict.fromkeys([*LOOPBACK_HOSTS, bind.lower()]))
+
+
+class StorageSettings(BaseModel):
+    """Where checkpoints may live (`service.storage`); env `EVALCTL_STORAGE__<NAME>`."""
+
+    roots: list[str] = Field(
+        default_factory=list,
+        description="Storage roots besides EVALCTL_HOME (absolute paths or URI prefixes "
+        'such as s3://bucket/prefix); env value a JSON list, e.g. ["/mnt/ckpts"].',
     )
 
 
@@ -46,6 +95,7 @@ class Settings(BaseSettings):
         default=None, description="MLflow tracking URI; SQLite under home if unset."
     )
     server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     url: str | None = Field(
         default=None, description="URL of `evalctl serve`; with `token`, record over HTTP."
     )
@@ -56,20 +106,20 @@ class Settings(BaseSettings):
 
     @property
     def home_dir(self) -> Path:
-        """Return the absolute state folder, created if missing."""
+        """Return the absolute state folder, created if missing (mode 0700: tokens live there)."""
         home = self.home.expanduser().resolve()
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
         return home
 
     @property
     def db_url(self) -> str:
         """Return the registry database URL (embedded SQLite by default)."""
-        return self.database_url or f"sqlite:///{self.home_dir / 'evalctl.db'}"
+        return self.database_url or f"sqlite:///{private_file(self.home_dir / 'evalctl.db')}"
 
     @property
     def tracking_uri(self) -> str:
         """Return the MLflow tracking URI (embedded SQLite by default)."""
-        return self.mlflow_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+        return self.mlflow_uri or f"sqlite:///{private_file(self.home_dir / 'mlflow.db')}"
 
     @property
     def admin_token_path(self) -> Path:
@@ -83,6 +133,18 @@ class Settings(BaseSettings):
         path = self.home_dir / "cache"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` empty with mode 0600 unless it exists; return it.
+
+    For the embedded SQLite files: SQLite gives its -wal, -shm and -journal files the
+    mode of the database file, so they are private too. Any other failure is left for
+    SQLite to report when it opens the file.
+    """
+    with suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
 
 
 def get_settings() -> Settings:

@@ -136,8 +136,17 @@ class LiveServer:
             self.process.wait()
 
 
-def start_server(home: Path, db_url: str | None = None, timeout: float = 60) -> LiveServer:
-    """Start `evalctl serve` on a free loopback port (SQLite under `home` by default)."""
+def start_server(
+    home: Path,
+    db_url: str | None = None,
+    timeout: float = 60,
+    *,
+    storage_roots: list[Path | str] | None = None,
+) -> LiveServer:
+    """Start `evalctl serve` on a free loopback port (SQLite under `home` by default).
+
+    `storage_roots`: where runners' checkpoints live besides `home` (their shared volume).
+    """
     import httpx
 
     with socket.socket() as sock:
@@ -148,6 +157,8 @@ def start_server(home: Path, db_url: str | None = None, timeout: float = 60) -> 
     env |= {"EVALCTL_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
     if db_url:
         env["EVALCTL_DATABASE_URL"] = db_url
+    if storage_roots:
+        env["EVALCTL_STORAGE__ROOTS"] = json.dumps([str(root) for root in storage_roots])
     log = (home / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "evalctl", "serve", "--port", str(port)],

@@ -12,9 +12,11 @@ API starts fast), initialises the stores, and from then on runs every request th
 a WSGI bridge (starlette's `WSGIResponder`, with the body collected in one join rather
 than starlette's quadratic concatenation). So one process serves one MLflow backend.
 
-Auth comes first: GET/HEAD/OPTIONS need a `read` token, anything else `write` or `runner`
-(runners log their telemetry here; see
-`service.api.auth`); the body is only read once the token is accepted. MLflow's own Flask
+Auth comes first, by route (`service.api.mlflow_scopes` holds the table: reads and MLflow's
+read-only POSTs need `read`, telemetry `runner` or `write`, the Model Registry and deletes
+`write`, alias moves are refused since evalctl's registry owns them, unknown routes need
+`admin`); the body is only read once the token is accepted, then checked against the
+storage roots (artifact locations, model version sources, served files). MLflow's own Flask
 security middleware (Host-header allow-list against DNS rebinding, CORS) is switched off by
 default (`MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE=true` unless set): it would refuse
 runners that reach the server by a public host name, and every request here already
@@ -37,20 +39,18 @@ from fastapi import HTTPException
 from sqlalchemy import Engine
 from starlette.types import Receive, Scope, Send
 
-from service.api.auth import Need, authenticate, check
-from service.api.limits import send_json
+from service.api.auth import Need, Principal, authenticate, check
+from service.api.limits import bearer_token, send_json
+from service.api.mlflow_scopes import MIRROR, MIRROR_DETAIL, guard, guarded, route_need
 from service.settings import Settings
 
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    return None
+#: MLflow clients read `error_code` and `message`; evalctl clients read `detail`.
+ERROR_CODES = {
+    400: "INVALID_PARAMETER_VALUE",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    409: "RESOURCE_CONFLICT",
+}
 
 
 def configure_mlflow_server(settings: Settings) -> Callable[..., Any]:
@@ -81,17 +81,13 @@ def _responder_class() -> Any:
         from starlette.middleware.wsgi import WSGIResponder, build_environ
 
     class Responder(WSGIResponder):  # type: ignore[misc]
+        def __init__(self, app: Callable[..., Any], scope: Scope, body: bytes) -> None:
+            super().__init__(app, scope)
+            self.body = body  # read (in one join, not starlette's +=) after the auth check
+
         async def __call__(self, receive: Receive, send: Send) -> None:
-            chunks: list[bytes] = []
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return  # client gone (or body over the limit): do not half-run MLflow
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
-            environ = build_environ(self.scope, b"".join(chunks))
-            del chunks
+            environ = build_environ(self.scope, self.body)
+            self.body = b""
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(self.sender, send)
                 async with self.stream_send:
@@ -123,17 +119,71 @@ class MlflowMount:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        need = Need.read if scope["method"] in READ_METHODS else Need.report
-        plain = _bearer(scope)
+        method, path = scope["method"], _route_path(scope)
+        need = route_need(method, path)
+        plain = bearer_token(scope)
         try:
             if plain is None:
                 raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)")
             principal = await anyio.to_thread.run_sync(authenticate, self.engine, plain)
-            check(principal, need)
+            _check_route(principal, need)
         except HTTPException as exc:
-            headers = [("www-authenticate", "Bearer")] if exc.status_code == 401 else []
-            await send_json(send, exc.status_code, {"detail": exc.detail}, headers)
+            await _refuse(send, exc.status_code, str(exc.detail))
             return
+        body = await _read_body(receive)
+        if body is None:
+            return  # client gone (or body over the limit): do not half-run MLflow
         if self._wsgi is None:
             await anyio.to_thread.run_sync(self._build)
-        await self._responder(self._wsgi, scope)(receive, send)
+        query = scope.get("query_string", b"")
+        verdict = None
+        if guarded(path):
+            verdict = await anyio.to_thread.run_sync(
+                guard, method, path, query, body, self.settings
+            )
+        if isinstance(verdict, tuple):
+            await _refuse(send, *verdict)
+            return
+        if verdict is not None:
+            try:
+                check(principal, verdict)
+            except HTTPException as exc:
+                await _refuse(send, exc.status_code, str(exc.detail))
+                return
+        await self._responder(self._wsgi, scope, body)(receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """Return the path inside the mount, as MLflow's Flask app will route it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _check_route(principal: Principal | None, need: Need | str) -> None:
+    """Raise 401/403 (or 409 for an alias move) unless the token may call the route."""
+    if need != MIRROR:
+        check(principal, Need(need))
+        return
+    principal = check(principal, Need.write)
+    if not principal.may(Need.admin):
+        raise HTTPException(409, MIRROR_DETAIL)
+
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    headers = [("www-authenticate", "Bearer")] if status == 401 else []
+    code = ERROR_CODES.get(status, "PERMISSION_DENIED")
+    body = {"detail": detail, "error_code": code, "message": detail}
+    await send_json(send, status, body, headers)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """Return the whole request body, or None if the client went away first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)

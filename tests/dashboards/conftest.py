@@ -39,7 +39,8 @@ def login(client: httpx.Client, token: str) -> httpx.Response:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(tmp_path_factory.mktemp("dash") / "home")
+    # seed() records checkpoints under /ckpts: declare it, as a shared volume would be.
+    live = start_server(tmp_path_factory.mktemp("dash") / "home", storage_roots=["/ckpts"])
     yield live
     live.stop()
 

@@ -27,7 +27,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveSe
 
     home: Path = tmp_path_factory.mktemp("dash-pg") / "home"
     with _database("postgres", home.parent) as url:
-        server = start_server(home, db_url=url)
+        server = start_server(home, db_url=url, storage_roots=["/ckpts"])
         try:
             seeded = seed(url, f"sqlite:///{home / 'mlflow.db'}", experiment="orders-pg")
             yield server, seeded

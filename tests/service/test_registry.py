@@ -51,7 +51,7 @@ def registry(
     """Return a registry shared by this module's tests: local (SQLite, Postgres) or remote."""
     folder = tmp_path_factory.mktemp("registry")
     if request.param == "remote":
-        server = start_server(folder / "server")
+        server = start_server(folder / "server", storage_roots=["/ckpt"])  # checkpoint_in()
         try:
             yield RemoteRegistry(server.url, server.admin_token, retry_for=5)
         finally:
