@@ -1,7 +1,8 @@
 """The runner agent (`evalctl runner start`): pull jobs from `evalctl serve` and run them.
 
-Owns the runner's side of the queue protocol: register, long-poll claim, a lease thread
-that renews the lease every `lease_seconds / 3` s, ships log lines and reads
+Owns the runner's side of the queue protocol: register (which binds the runner's name to
+its token), long-poll claim, a lease thread that renews the lease every third of its
+length (`lease_seconds`, or the shorter lease the service granted), ships log lines and reads
 `cancel_requested`, then finishing the job as succeeded, failed (with the reason) or
 cancelled. A train job runs `runners.run.execute_run` in this process through a
 `RemoteRegistry`; an eval job runs `runners.evaluate.evaluate_recorded`.
@@ -154,13 +155,22 @@ class Lease:
         self.stop.set()
 
     def _loop(self) -> None:
-        every = self.agent.config.lease_seconds / 3
+        every = granted_lease(self.job, self.agent.config.lease_seconds) / 3
         next_beat = time.monotonic() + every
         while not self._done.wait(min(1.0, every)):
             self.ship()
             if time.monotonic() >= next_beat and not self.lost:
                 self.beat()
                 next_beat = time.monotonic() + every
+
+
+def granted_lease(job: JobPublic, asked: float) -> float:
+    """Return the lease the service granted on a claim: `asked`, or less if it capped it."""
+    if job.lease_expires_at is None or job.started_at is None:
+        return asked
+    # Both times come from the service's clock: this machine's clock skew does not matter.
+    granted = (job.lease_expires_at - job.started_at).total_seconds()
+    return min(asked, granted) if granted > 0 else asked
 
 
 class Agent:

@@ -5,6 +5,11 @@ commit their own writes (one call, one transaction). Unknown ids raise `NotFound
 with a one-line message. Callers that must not hand out rows (the `Registry`
 implementations, the API routes) convert them to `*Public` models. This module does not
 open sessions or engines (`service.db`, `service.local`).
+
+Writes that a remote client may retry take an `idempotency_key` (the request's
+`Idempotency-Key`, None locally): it is stored on the row the write creates (unique), so
+a retry finds that row and returns it instead of writing again; the same key with a
+different request raises `IdempotencyKeyReused` (422).
 """
 
 from __future__ import annotations
@@ -40,6 +45,32 @@ from service.models import (
 
 T = TypeVar("T")
 
+
+class IdempotencyKeyReused(ValueError):
+    """An `Idempotency-Key` came back with a different request than the one it first wrote."""
+
+
+def replayed(*, session: Session, model: Any, key: str | None, expect: dict[str, Any]) -> Any:
+    """Return the row an earlier request with `key` wrote (None if none, or no key).
+
+    `expect` holds the fields the new request would write; a row that differs in any
+    raises `IdempotencyKeyReused` naming them, so a reused key never returns another
+    request's row as if it were this one's.
+    """
+    if not key:
+        return None
+    row = session.exec(select(model).where(model.idempotency_key == key)).first()
+    if row is None:
+        return None
+    differs = [name for name, value in expect.items() if getattr(row, name) != value]
+    if differs:
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key '{key}' was already used for {_noun(model)} {row.id} with a "
+            f"different {', '.join(differs)}; send a new key for a new request"
+        )
+    return row
+
+
 # --- experiments -----------------------------------------------------------------------
 
 
@@ -74,12 +105,25 @@ def get_experiment(*, session: Session, experiment_id: int) -> Experiment:
 # --- runs ------------------------------------------------------------------------------
 
 
-def create_run(*, session: Session, run_in: RunCreate) -> Run:
-    """Create a run in an existing experiment."""
+def create_run(*, session: Session, run_in: RunCreate, idempotency_key: str | None = None) -> Run:
+    """Create a run in an existing experiment (once per `idempotency_key`)."""
     _get(session, Experiment, run_in.experiment_id)
-    run = Run.model_validate(run_in)
+    expect = {"experiment_id": run_in.experiment_id, "name": run_in.name}
+    expect["spec_hash"] = run_in.spec_hash
+    existing = replayed(session=session, model=Run, key=idempotency_key, expect=expect)
+    if existing is not None:
+        return existing
+    run = Run.model_validate(run_in, update={"idempotency_key": idempotency_key})
     session.add(run)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        # A concurrent retry with this key committed first: answer with its row.
+        existing = replayed(session=session, model=Run, key=idempotency_key, expect=expect)
+        if existing is None:
+            raise
+        return existing
     session.refresh(run)
     return run
 
@@ -184,8 +228,9 @@ def record_evaluation(
     session: Session,
     evaluation_in: EvaluationCreate,
     examples: Sequence[EvalExampleCreate] = (),
+    idempotency_key: str | None = None,
 ) -> Evaluation:
-    """Insert an evaluation and all its examples in one transaction.
+    """Insert an evaluation and all its examples in one transaction (once per key).
 
     `n_examples` defaults to `len(examples)` when left at 0. Scores and metrics must be
     finite: JSON (and so Postgres) cannot store NaN or infinity.
@@ -194,9 +239,18 @@ def record_evaluation(
     _check_finite("metrics", evaluation_in.metrics)
     for example in examples:
         _check_finite(f"example '{example.example_id}' scores", example.scores)
-    evaluation = Evaluation.model_validate(evaluation_in)
+    evaluation = Evaluation.model_validate(
+        evaluation_in, update={"idempotency_key": idempotency_key}
+    )
     if examples and not evaluation.n_examples:
         evaluation.n_examples = len(examples)
+    expect = {
+        name: getattr(evaluation, name)
+        for name in ("checkpoint_id", "evaluator", "config_hash", "status", "n_examples")
+    }
+    existing = replayed(session=session, model=Evaluation, key=idempotency_key, expect=expect)
+    if existing is not None:
+        return existing
     try:
         session.add(evaluation)
         session.flush()
@@ -214,6 +268,13 @@ def record_evaluation(
             # One Core executemany on the table: the ORM bulk path costs ~3x more per row.
             session.execute(EvalExample.__table__.insert(), rows)  # type: ignore[attr-defined]
         session.commit()
+    except IntegrityError:
+        session.rollback()
+        # A concurrent retry with this key committed first: answer with its row.
+        existing = replayed(session=session, model=Evaluation, key=idempotency_key, expect=expect)
+        if existing is None:
+            raise
+        return existing
     except BaseException:
         session.rollback()
         raise
@@ -273,6 +334,13 @@ def example_scores(*, session: Session, evaluation_id: int) -> list[tuple[str, A
 # --- aliases -------------------------------------------------------------------------
 
 
+def alias_event_for_key(*, session: Session, key: str | None) -> AliasEvent | None:
+    """Return the alias move an earlier request with this `Idempotency-Key` recorded."""
+    if not key:
+        return None
+    return session.exec(select(AliasEvent).where(AliasEvent.idempotency_key == key)).first()
+
+
 def set_alias(
     *,
     session: Session,
@@ -284,8 +352,13 @@ def set_alias(
     gate: dict[str, Any] | None = None,
     version: int | None = None,
     token_id: int | None = None,
+    idempotency_key: str | None = None,
 ) -> Alias:
-    """Point alias `name` at a checkpoint and record the move, in one transaction."""
+    """Point alias `name` at a checkpoint and record the move, in one transaction.
+
+    A retry with the `idempotency_key` of a recorded move returns the alias without
+    moving it again (one event in its history).
+    """
     if action not in ALIAS_ACTIONS:
         raise ValueError(f"alias action must be one of {', '.join(ALIAS_ACTIONS)}, not {action!r}")
     experiment = _get(session, Experiment, experiment_id)
@@ -306,14 +379,23 @@ def set_alias(
         token_id=token_id,
         gate=gate,
     )
+    expect = {"experiment_id": experiment_id, "name": name, "checkpoint_id": checkpoint_id}
+    expect["action"] = action
+
+    def move() -> Alias:
+        if replayed(session=session, model=AliasEvent, key=idempotency_key, expect=expect):
+            return get_alias(session=session, experiment_id=experiment_id, name=name)
+        return _move_alias(session=session, event_in=event_in, key=idempotency_key)
+
     try:
-        return _move_alias(session=session, event_in=event_in)
+        return move()
     except IntegrityError:
-        # A concurrent first promotion created the alias; move the row it inserted.
-        return _move_alias(session=session, event_in=event_in)
+        # A concurrent first promotion created the alias (move the row it inserted), or
+        # a concurrent retry with this key recorded the move (answer with the alias).
+        return move()
 
 
-def _move_alias(*, session: Session, event_in: AliasEventCreate) -> Alias:
+def _move_alias(*, session: Session, event_in: AliasEventCreate, key: str | None) -> Alias:
     query = select(Alias).where(
         Alias.experiment_id == event_in.experiment_id, Alias.name == event_in.name
     )
@@ -327,7 +409,9 @@ def _move_alias(*, session: Session, event_in: AliasEventCreate) -> Alias:
             {"checkpoint_id": event_in.checkpoint_id, "version": event_in.version}
         )
         alias.updated_at = utcnow()
-        event = AliasEvent.model_validate(event_in, update={"previous_checkpoint_id": previous})
+        event = AliasEvent.model_validate(
+            event_in, update={"previous_checkpoint_id": previous, "idempotency_key": key}
+        )
         session.add(alias)
         session.add(event)
         session.commit()

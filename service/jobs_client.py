@@ -2,8 +2,10 @@
 
 `JobsClient` wraps the `/api/v1/jobs` and `/api/v1/runners` routes on the same transport
 as `RemoteRegistry` (`service.remote.ApiClient`: retries, mapped errors; a lease lost is a
-`LeaseError`). It returns `*Public` models and holds no queue logic: leases, re-queueing
-and label matching happen in the service (`service.queue`).
+`LeaseError`). Each write carries its own `Idempotency-Key`, so a retried enqueue queues
+one job, a retried claim gets back the job the lost answer held, and a retried finish or
+log batch has one effect. It returns `*Public` models and holds no queue logic: leases,
+re-queueing and label matching happen in the service (`service.queue`).
 """
 
 from __future__ import annotations

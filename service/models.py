@@ -24,6 +24,21 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 TZDateTime = UTCDateTime()
 
 
+#: Longest `Idempotency-Key` the API stores (a client's uuid4 hex is 32 characters).
+IDEMPOTENCY_KEY_LEN = 100
+
+
+def idempotency_key_field(description: str) -> Any:
+    """Return the column that holds the `Idempotency-Key` of the request that wrote a row."""
+    return Field(
+        default=None,
+        max_length=IDEMPOTENCY_KEY_LEN,
+        unique=True,
+        index=True,
+        description=description,
+    )
+
+
 def utcnow() -> datetime:
     """Return the current time, timezone-aware (UTC)."""
     return datetime.now(UTC)
@@ -103,6 +118,7 @@ class RunUpdate(SQLModel):
 
 class Run(RunBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str | None = idempotency_key_field("Key of the request that created it.")
     status: RunStatus = Field(default=RunStatus.queued, index=True, max_length=16)
     failure_reason: str | None = None
     mlflow_run_id: str | None = Field(default=None, max_length=64)
@@ -180,6 +196,7 @@ class EvaluationCreate(EvaluationBase):
 
 class Evaluation(EvaluationBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str | None = idempotency_key_field("Key of the request that recorded it.")
     created_at: datetime = Field(default_factory=utcnow, sa_type=TZDateTime)
 
 
@@ -278,6 +295,7 @@ class AliasEventCreate(AliasEventBase):
 class AliasEvent(AliasEventBase, table=True):
     __tablename__ = "alias_event"
     id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str | None = idempotency_key_field("Key of the request that moved it.")
     created_at: datetime = Field(default_factory=utcnow, sa_type=TZDateTime, index=True)
 
 
@@ -413,6 +431,16 @@ class Job(JobBase, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=TZDateTime, index=True)
     started_at: datetime | None = Field(default=None, sa_type=TZDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=TZDateTime)
+    idempotency_key: str | None = idempotency_key_field("Key of the request that queued it.")
+    claim_key: str | None = idempotency_key_field(
+        "Key of the claim that holds the lease (cleared when the lease ends): a retried "
+        "claim gets this job back."
+    )
+    finish_key: str | None = Field(
+        default=None,
+        max_length=IDEMPOTENCY_KEY_LEN,
+        description="Key of the finish that ended the lease: a retried finish gets its answer.",
+    )
 
 
 class JobPublic(JobBase):
@@ -442,6 +470,9 @@ class JobLog(JobLogBase, table=True):
     __tablename__ = "job_log"
     id: int | None = Field(default=None, primary_key=True)
     job_id: int = Field(foreign_key="job.id", index=True)
+    batch_key: str | None = idempotency_key_field(
+        "Key of the request that appended this line's batch (on its first line only)."
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=TZDateTime)
 
 
@@ -477,6 +508,10 @@ class RunnerCreate(RunnerBase):
 
 class Runner(RunnerBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    token_id: int | None = Field(
+        default=None,
+        description="The API token that registered it; only that token may act as it.",
+    )
     status: str = Field(default="idle", max_length=16)
     last_heartbeat_at: datetime = Field(default_factory=utcnow, sa_type=TZDateTime)
     current_job_id: int | None = Field(default=None, foreign_key="job.id")
@@ -485,6 +520,7 @@ class Runner(RunnerBase, table=True):
 
 class RunnerPublic(RunnerBase):
     id: int
+    token_id: int | None = None
     status: str
     last_heartbeat_at: datetime
     current_job_id: int | None

@@ -11,6 +11,15 @@ so concurrent claimers never wait on each other nor take the same row; on SQLite
 write runs under `BEGIN IMMEDIATE`, one writer at a time. A runner keeps its lease alive
 with `heartbeat_job`; only the lease holder may heartbeat, log or finish a job. A lease
 that has expired but was not yet re-queued is still the holder's: nobody else has the job.
+
+Retries are safe. A write that a remote client may send twice takes the request's
+`Idempotency-Key` and stores it: `enqueue_job` on the job (a retry returns that job),
+`claim_job` as the job's `claim_key` while the lease lasts (a retried claim by the same
+runner gets the job it already holds, with no second attempt counted), `finish_job` as
+`finish_key` (a retried finish returns the finished job instead of a lease error) and
+`append_job_logs` on the batch's first line (a retried batch adds nothing). A runner is
+bound to the token that registered it (`runner.token_id`); the API refuses the runner
+protocol for a runner id of another token (`service.api.auth.check_runner`).
 This module does not open sessions or engines (`service.db`) nor check scopes (the API).
 """
 
@@ -28,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from service.crud import IdempotencyKeyReused, replayed
 from service.db import IMMEDIATE
 from service.errors import EvalctlError, NotFoundError, unknown_name
 from service.models import (
@@ -57,6 +67,10 @@ _SCAN_BATCH = 100
 
 class LeaseError(EvalctlError):
     """The runner does not hold the job's lease (never did, or it expired and was re-queued)."""
+
+
+class RunnerNameTaken(EvalctlError):
+    """A runner name is registered by another live token."""
 
 
 # --- tokens ----------------------------------------------------------------------------
@@ -157,14 +171,28 @@ def count_tokens(*, session: Session, active_only: bool = False) -> int:
 # --- jobs: producer side ---------------------------------------------------------------
 
 
-def enqueue_job(*, session: Session, job_in: JobCreate) -> Job:
-    """Queue a job."""
+def enqueue_job(*, session: Session, job_in: JobCreate, idempotency_key: str | None = None) -> Job:
+    """Queue a job (once per `idempotency_key`: a retry returns the job it queued)."""
     if job_in.run_id is not None:
         _get(session, Run, job_in.run_id)
-    job = Job.model_validate(job_in)
+    fields = ("kind", "spec_text", "spec_path", "payload", "gpus", "labels", "max_attempts")
+    expect = {name: getattr(job_in, name) for name in fields}
     _begin_write(session)
+    existing = replayed(session=session, model=Job, key=idempotency_key, expect=expect)
+    if existing is not None:
+        session.commit()
+        return existing
+    job = Job.model_validate(job_in, update={"idempotency_key": idempotency_key})
     session.add(job)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        # A concurrent retry with this key committed first: answer with its job.
+        existing = replayed(session=session, model=Job, key=idempotency_key, expect=expect)
+        if existing is None:
+            raise
+        return existing
     session.refresh(job)
     return job
 
@@ -251,31 +279,50 @@ def requeue_expired(*, session: Session, now: datetime | None = None) -> int:
 
 
 def claim_job(
-    *, session: Session, runner_id: int, labels: Sequence[str], gpus: int, lease_seconds: float
+    *,
+    session: Session,
+    runner_id: int,
+    labels: Sequence[str],
+    gpus: int,
+    lease_seconds: float,
+    claim_key: str | None = None,
 ) -> Job | None:
-    """Lease the oldest queued job this runner can run; None when there is none."""
+    """Lease the oldest queued job this runner can run; None when there is none.
+
+    With `claim_key`, a claim whose answer was lost can be retried: if this runner still
+    holds the job that claim took, that job comes back (lease renewed, no new attempt).
+    """
     if lease_seconds <= 0:
         raise ValueError(f"lease_seconds must be positive, not {lease_seconds}")
-    now = utcnow()
-    _begin_write(session)
-    try:
-        _requeue_expired(session, now)
-        job = _pick(session, labels=list(labels), gpus=gpus)
-        if job is None:
+    for _ in range(2):
+        now = utcnow()
+        _begin_write(session)
+        try:
+            _requeue_expired(session, now)
+            job = _claimed(session, runner_id=runner_id, claim_key=claim_key)
+            if job is None:
+                job = _pick(session, labels=list(labels), gpus=gpus)
+                if job is None:
+                    session.commit()
+                    return None
+                job.status = "running"
+                job.lease_owner = job.runner_id = runner_id
+                job.attempts += 1
+                job.started_at = now
+                job.claim_key = claim_key
+            job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            session.add(job)
             session.commit()
-            return None
-        job.status = "running"
-        job.lease_owner = job.runner_id = runner_id
-        job.lease_expires_at = now + timedelta(seconds=lease_seconds)
-        job.attempts += 1
-        job.started_at = now
-        session.add(job)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    session.refresh(job)
-    return job
+        except IntegrityError:
+            # A concurrent retry of this claim took a job first: look for it again.
+            session.rollback()
+            continue
+        except BaseException:
+            session.rollback()
+            raise
+        session.refresh(job)
+        return job
+    raise EvalctlError(f"could not claim a job for runner {runner_id}")
 
 
 def heartbeat_job(*, session: Session, job_id: int, runner_id: int, lease_seconds: float) -> Job:
@@ -298,20 +345,38 @@ def finish_job(
     failure_reason: str | None = None,
     run_id: int | None = None,
     retryable: bool = False,
+    finish_key: str | None = None,
 ) -> Job:
-    """Record a job's outcome; a retryable failure with attempts left goes back to the queue."""
+    """Record a job's outcome; a retryable failure with attempts left goes back to the queue.
+
+    A retry with the `finish_key` of the finish that ended the lease returns the job as
+    that finish left it, instead of a lease error.
+    """
     if status not in JOB_FINAL_STATUSES:
         raise ValueError(f"status must be one of {', '.join(JOB_FINAL_STATUSES)}, not {status!r}")
     if run_id is not None:
         _get(session, Run, run_id)
     _begin_write(session)
+    if finish_key is not None:
+        done: Job = _get_locked(session, Job, job_id)
+        if done.finish_key == finish_key:
+            # This finish committed before and its answer was lost: answer again.
+            if done.runner_id != runner_id:
+                session.rollback()
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key '{finish_key}' finished job {job_id} for runner "
+                    f"{done.runner_id}, not runner {runner_id}"
+                )
+            session.commit()
+            return done
     job = _leased(session, job_id=job_id, runner_id=runner_id)
     if status == "failed" and retryable and job.attempts < job.max_attempts:
         job.status = "queued"
     else:
         job.status, job.finished_at = status, utcnow()
     job.failure_reason = failure_reason if status != "succeeded" else None
-    job.lease_owner = job.lease_expires_at = None
+    job.lease_owner = job.lease_expires_at = job.claim_key = None
+    job.finish_key = finish_key
     if run_id is not None:
         job.run_id = run_id
     session.add(job)
@@ -320,23 +385,52 @@ def finish_job(
     return job
 
 
-def append_job_logs(*, session: Session, job_id: int, runner_id: int, lines: Sequence[str]) -> None:
-    """Append log lines to a job the runner holds."""
+def append_job_logs(
+    *,
+    session: Session,
+    job_id: int,
+    runner_id: int,
+    lines: Sequence[str],
+    batch_key: str | None = None,
+) -> None:
+    """Append log lines to a job the runner holds (a batch with a known key: nothing)."""
     _begin_write(session)
     # A shared lock: the lease cannot be re-queued while these lines go in.
     _leased(session, job_id=job_id, runner_id=runner_id, shared=True)
-    if lines:
-        now = utcnow()
-        rows = [{"job_id": job_id, "line": line, "created_at": now} for line in lines]
+    if not lines or _batch_known(session, batch_key):
+        session.commit()
+        return
+    now = utcnow()
+    rows = [
+        {"job_id": job_id, "line": line, "created_at": now, "batch_key": None} for line in lines
+    ]
+    rows[0]["batch_key"] = batch_key
+    try:
         session.exec(insert(JobLog), params=rows)
-    session.commit()
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        if not _batch_known(session, batch_key):  # not a concurrent retry of this batch
+            raise
 
 
 # --- runners ---------------------------------------------------------------------------
 
 
-def register_runner(*, session: Session, name: str, labels: Sequence[str], gpus: int) -> Runner:
-    """Register a runner; registering a known name again updates its labels and GPUs."""
+def register_runner(
+    *,
+    session: Session,
+    name: str,
+    labels: Sequence[str],
+    gpus: int,
+    token_id: int | None = None,
+) -> Runner:
+    """Register a runner; registering a known name again updates its labels and GPUs.
+
+    With `token_id`, the runner is bound to that token: a name another live token
+    registered is refused (`RunnerNameTaken`); one bound to a revoked or expired token,
+    or to none (registered before runners were bound), is taken over.
+    """
     runner_in = RunnerCreate(name=name, labels=list(labels), gpus=gpus)
     for _ in range(2):
         _begin_write(session)
@@ -344,6 +438,14 @@ def register_runner(*, session: Session, name: str, labels: Sequence[str], gpus:
         row = session.exec(_locking(query)).first()
         if row is None:
             row = Runner.model_validate(runner_in)
+        if token_id is not None and row.token_id != token_id:
+            if row.token_id is not None and active_token(session=session, token_id=row.token_id):
+                session.rollback()
+                raise RunnerNameTaken(
+                    f"runner name '{name}' is registered by another token (id {row.token_id}); "
+                    "start this runner with that token or under another --name"
+                )
+            row.token_id = token_id
         row.sqlmodel_update({"labels": runner_in.labels, "gpus": runner_in.gpus})
         row.status, row.current_job_id, row.last_heartbeat_at = "idle", None, utcnow()
         session.add(row)
@@ -372,6 +474,14 @@ def runner_heartbeat(
     session.add(row)
     session.commit()
     session.refresh(row)
+    return row
+
+
+def get_runner(*, session: Session, runner_id: int) -> Runner:
+    """Return a runner by id (NotFoundError saying to register it, if none)."""
+    row = session.get(Runner, runner_id)
+    if row is None:
+        raise NotFoundError(f"runner {runner_id} not found; register it first (POST /runners)")
     return row
 
 
@@ -442,6 +552,30 @@ def _leased(session: Session, *, job_id: int, runner_id: int, shared: bool = Fal
     return job
 
 
+def _claimed(session: Session, *, runner_id: int, claim_key: str | None) -> Job | None:
+    """Return, locked, the job an earlier claim with `claim_key` took, if this runner
+    still holds it; a key another runner's claim used raises `IdempotencyKeyReused`."""
+    if claim_key is None:
+        return None
+    query = select(Job).where(Job.claim_key == claim_key)
+    job = session.exec(_locking(query)).first()
+    if job is None:
+        return None
+    if job.lease_owner != runner_id:
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key '{claim_key}' claimed job {job.id} for runner {job.lease_owner}, "
+            f"not runner {runner_id}"
+        )
+    return job
+
+
+def _batch_known(session: Session, batch_key: str | None) -> bool:
+    if batch_key is None:
+        return False
+    query = select(JobLog.id).where(JobLog.batch_key == batch_key)
+    return session.exec(query).first() is not None
+
+
 def _requeue_expired(session: Session, now: datetime) -> int:
     """Re-queue, fail or cancel running jobs whose lease expired, inside the caller's
     transaction; rows another transaction holds (a heartbeat in flight) are skipped."""
@@ -454,7 +588,7 @@ def _requeue_expired(session: Session, now: datetime) -> int:
     )
     rows = session.exec(query).all()
     for job in rows:
-        job.lease_owner = job.lease_expires_at = None
+        job.lease_owner = job.lease_expires_at = job.claim_key = None
         if job.cancel_requested:
             job.status, job.finished_at = "cancelled", now
         elif job.attempts < job.max_attempts:

@@ -1,15 +1,18 @@
 """The registry over HTTP: `RemoteRegistry` implements `Registry` against `evalctl serve`.
 
 `ApiClient` owns the transport: bearer token, JSON in and out, retries and error mapping.
-Connection errors, timeouts and 502/503/504 are retried with exponential backoff for up
-to `retry_for` seconds (default 60, `EVALCTL_RETRY_SECONDS`), so a runner survives a
-service restart mid-job; a 500 is a bug in the service and is not retried. Answers map to
-the exceptions `LocalRegistry` raises: 404 -> `NotFoundError` with the server's message,
-401/403 -> `EvalctlError("token rejected: ...")`, 409 -> `LeaseError` when the lease is
-the conflict, else `EvalctlError`, 422 -> `ValueError`. A retried write may reach the
-server twice; the queue's delivery is at-least-once anyway and checkpoints are idempotent
-on (run, step, sha256). `open_registry()` picks the transport from the settings. Jobs and
-runners are not part of `Registry`: `service.jobs_client` speaks that protocol.
+Connection errors, timeouts and 500/502/503/504 are retried with exponential backoff for
+up to `retry_for` seconds (default 60, `EVALCTL_RETRY_SECONDS`), so a runner survives a
+service restart mid-job. Retrying a write is safe: every write (any method but GET)
+carries an `Idempotency-Key` made once per call and sent again on each retry of it, and
+the service stores it with the row the write creates, so a write whose answer was lost
+(the service died after committing, a proxy dropped the answer) is not applied twice:
+the retry gets the first answer. Answers map to the exceptions `LocalRegistry` raises:
+404 -> `NotFoundError` with the server's message, 401/403 -> `EvalctlError("token
+rejected: ...")`, 409 -> `LeaseError` when the lease is the conflict, else
+`EvalctlError`, 422 -> `ValueError`. `open_registry()` picks the transport from the
+settings. Jobs and runners are not part of `Registry`: `service.jobs_client` speaks that
+protocol.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
@@ -57,8 +61,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("evalctl.remote")
 API_PREFIX = "/api/v1"
-#: Answers worth waiting out: a proxy or the service itself is restarting or overloaded.
-RETRY_STATUSES = frozenset({502, 503, 504})
+#: Answers worth waiting out: the service failed, is restarting or overloaded (or a proxy
+#: in front of it is). A 500 may be a request that committed and then failed to answer;
+#: the idempotency key makes its retry harmless.
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+#: The header that carries a write's idempotency key.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class ServiceUnavailableError(EvalctlError):
@@ -91,14 +99,22 @@ class ApiClient:
         body: Any = None,
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
-        """Send one request, retrying while the service is unreachable; raise mapped errors."""
+        """Send one request, retrying while the service is unreachable; raise mapped errors.
+
+        A write carries `idempotency_key` (a fresh one if None), the same on every retry.
+        """
         query = {k: v for k, v in (params or {}).items() if v is not None}
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         # Encoded here, not by httpx: a value JSON cannot hold (a set, NaN) fails before
         # sending, as LocalRegistry fails before writing, instead of being coerced.
         content = None if body is None else json.dumps(body, allow_nan=False, default=_encode)
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        headers: dict[str, str] = {}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        if method.upper() != "GET":
+            headers[IDEMPOTENCY_HEADER] = idempotency_key or uuid.uuid4().hex
         deadline = time.monotonic() + self.retry_for
         delay = 0.25
         while True:

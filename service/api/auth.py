@@ -13,7 +13,9 @@ checked by `service.queue.authenticate_token` (only hashes are stored). Scopes:
 | `admin`     | everything, including token management                                 |
 
 A runner token cannot enqueue or cancel jobs, move aliases or manage tokens: a stolen
-runner token can report results, not decide what runs or what is promoted.
+runner token can report results, not decide what runs or what is promoted. A runner is
+bound to the token that registered it (admin tokens too): the runner protocol
+(`check_runner`) refuses another token's runner id with 403 and an unknown one with 404.
 No/unknown/expired/revoked token -> 401 with `WWW-Authenticate: Bearer`; a token without
 the route's scope -> 403. This module does not store tokens (`service.queue` does).
 """
@@ -66,6 +68,9 @@ NEED_TEXT = {
     Need.admin: "admin",
 }
 
+#: Request-state key under which `TokenFirst` leaves (plain token, principal) it checked.
+PRINCIPAL_STATE = "evalctl_principal"
+
 bearer = HTTPBearer(auto_error=False, description="An evalctl API token.")
 
 
@@ -109,6 +114,18 @@ def check(principal: Principal | None, need: Need) -> Principal:
     return principal
 
 
+def check_runner(*, session: Session, principal: Principal, runner_id: int) -> None:
+    """Refuse (403) acting as a runner another token registered; 404 if there is none."""
+    runner = queue.get_runner(session=session, runner_id=runner_id)
+    if runner.token_id == principal.token_id:
+        return
+    if runner.token_id is None:
+        why = "was registered before runners were bound to tokens; register it again"
+    else:
+        why = "belongs to another token"
+    raise HTTPException(status_code=403, detail=f"runner {runner_id} {why}")
+
+
 def require(need: Need) -> Callable[..., Principal]:
     """Return a dependency that authenticates the bearer token and checks it grants `need`."""
 
@@ -118,7 +135,12 @@ def require(need: Need) -> Callable[..., Principal]:
     ) -> Principal:
         if credentials is None:
             raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
-        principal = authenticate(request.app.state.engine, credentials.credentials)
+        # `TokenFirst` already looked the token up for API routes; others look it up here.
+        seen = getattr(request.state, PRINCIPAL_STATE, None)
+        if seen is not None and seen[0] == credentials.credentials:
+            principal = seen[1]
+        else:
+            principal = authenticate(request.app.state.engine, credentials.credentials)
         return check(principal, need)
 
     dependency.__name__ = f"require_{need.value}"

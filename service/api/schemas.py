@@ -2,19 +2,20 @@
 
 Entities (`RunCreate`, `CheckpointPublic`, ...) live in `service.models`; this module
 holds only what HTTP adds: bodies that bundle several inputs (an evaluation with its
-examples), the runner protocol's messages, and bounded id/paging parameters (ids are
-32-bit integers on Postgres, so larger numbers are refused with 422, not sent to the DB).
+examples), the runner protocol's messages, bounded id/paging parameters (ids are
+32-bit integers on Postgres, so larger numbers are refused with 422, not sent to the DB)
+and the `Idempotency-Key` header that makes a retried write safe.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Path, Query
+from fastapi import Header, Path, Query
 from pydantic import AwareDatetime, Field
 from sqlmodel import SQLModel
 
-from service.models import EvalExampleCreate, EvaluationCreate
+from service.models import IDEMPOTENCY_KEY_LEN, EvalExampleCreate, EvaluationCreate
 
 MAX_ID = 2**31 - 1
 #: Alias names as `evalctl promote` accepts them.
@@ -25,6 +26,18 @@ IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Rows to skip.")]
 AliasName = Annotated[str, Path(pattern=ALIAS_PATTERN, description="e.g. production")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_LEN,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Chosen by the client once per request and sent again on each retry "
+        "of it: a retry returns the first answer instead of writing twice. The same key "
+        "with a different request: 422.",
+    ),
+]
 
 
 class EvaluationRecord(SQLModel):
@@ -54,7 +67,12 @@ class AliasSet(SQLModel):
     actor: str = Field(min_length=1, max_length=200, description="Who moves it (EVALCTL_ACTOR).")
     action: Literal["promote", "rollback"] = "promote"
     gate: dict[str, Any] | None = None
-    version: int | None = Field(default=None, ge=1, le=MAX_ID)
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ID,
+        description="Ignored: the service registers the MLflow model version itself.",
+    )
 
 
 # --- tokens ----------------------------------------------------------------------------
@@ -71,7 +89,15 @@ class TokenRequest(SQLModel):
 # --- the runner protocol ---------------------------------------------------------------
 
 RunnerId = Annotated[int, Field(ge=1, le=MAX_ID, description="The id POST /runners returned.")]
-LeaseSeconds = Annotated[float, Field(ge=1, le=86_400, description="Lease length.")]
+LeaseSeconds = Annotated[
+    float,
+    Field(
+        ge=1,
+        le=86_400,
+        description="Lease length; the server shortens it to its cap "
+        "(EVALCTL_SERVER__MAX_LEASE_SECONDS, default 600).",
+    ),
+]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 

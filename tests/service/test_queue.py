@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from service import crud, queue
+from service.crud import IdempotencyKeyReused
 from service.db import get_engine, upgrade
 from service.errors import EvalctlError, NotFoundError
 from service.models import (
@@ -29,7 +31,7 @@ from service.models import (
     RunnerPublic,
     utcnow,
 )
-from service.queue import LeaseError
+from service.queue import LeaseError, RunnerNameTaken
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -317,6 +319,86 @@ def test_runner_registration_heartbeat_and_offline(engine: Engine) -> None:
     assert listed == {"gpu-1": "busy", "gpu-2": "offline"}
     with engine.connect() as conn:  # computed for the listing, not written
         assert conn.execute(text("SELECT status FROM runner WHERE name='gpu-2'")).scalar() == "idle"
+
+
+# --- retried writes (idempotency keys) and runner identity ------------------------------
+
+
+def test_enqueue_with_a_key_twice_queues_one_job_and_refuses_another_body(engine: Engine) -> None:
+    job_in = JobCreate(kind="train", spec_text="name: x\n", labels=["a"])
+    first = call(engine, queue.enqueue_job, job_in=job_in, idempotency_key="k-enqueue")
+    again = call(engine, queue.enqueue_job, job_in=job_in, idempotency_key="k-enqueue")
+    assert again.id == first.id
+    other = job_in.model_copy(update={"labels": ["b"]})
+    with pytest.raises(IdempotencyKeyReused, match=r"'k-enqueue' was already used for job"):
+        call(engine, queue.enqueue_job, job_in=other, idempotency_key="k-enqueue")
+    assert call(engine, queue.list_jobs)[1] == 1
+
+
+def test_a_retried_claim_returns_the_job_it_took_without_a_new_attempt(engine: Engine) -> None:
+    job, spare = enqueue(engine), enqueue(engine)
+    first = claim(engine, runner_id=1, lease_seconds=30, claim_key="k-claim")
+    retried = claim(engine, runner_id=1, lease_seconds=60, claim_key="k-claim")
+    assert first.id == retried.id == job.id
+    assert (retried.attempts, retried.lease_owner) == (1, 1)
+    assert retried.lease_expires_at > first.lease_expires_at  # renewed, as a heartbeat
+    assert call(engine, queue.get_job, job_id=spare.id).status == "queued"
+    with pytest.raises(IdempotencyKeyReused, match="for runner 1, not runner 2"):
+        claim(engine, runner_id=2, claim_key="k-claim")
+    # Once the lease ends the key is free: a new claim with it takes a new job.
+    call(engine, queue.finish_job, job_id=job.id, runner_id=1, status="succeeded")
+    assert claim(engine, runner_id=1, claim_key="k-claim").id == spare.id
+
+
+def test_a_claim_key_whose_lease_expired_claims_afresh(engine: Engine) -> None:
+    job = enqueue(engine)
+    claim(engine, runner_id=1, lease_seconds=0.05, claim_key="k-late")
+    time.sleep(0.1)
+    again = claim(engine, runner_id=1, claim_key="k-late")
+    assert again.id == job.id and again.attempts == 2
+
+
+def test_a_retried_finish_returns_the_finished_job(engine: Engine) -> None:
+    job = enqueue(engine)
+    claim(engine, runner_id=1)
+    finish = partial(call, engine, queue.finish_job, job_id=job.id)
+    done = finish(runner_id=1, status="succeeded", finish_key="k-finish")
+    again = finish(runner_id=1, status="succeeded", finish_key="k-finish")
+    assert (again.status, again.finished_at) == ("succeeded", done.finished_at)
+    with pytest.raises(LeaseError):  # a new finish of an ended lease is still refused
+        finish(runner_id=1, status="failed")
+    with pytest.raises(IdempotencyKeyReused, match="for runner 1, not runner 2"):
+        finish(runner_id=2, status="succeeded", finish_key="k-finish")
+
+
+def test_a_retried_log_batch_is_appended_once(engine: Engine) -> None:
+    job = enqueue(engine)
+    claim(engine, runner_id=1)
+    append = partial(call, engine, queue.append_job_logs, job_id=job.id, runner_id=1)
+    append(lines=["a", "b"], batch_key="k-logs")
+    append(lines=["a", "b"], batch_key="k-logs")
+    append(lines=["c"], batch_key="k2")
+    lines = [row.line for row in call(engine, queue.job_logs, job_id=job.id)]
+    assert lines == ["a", "b", "c"]
+
+
+def test_a_runner_name_stays_with_the_token_that_registered_it(engine: Engine) -> None:
+    _, mine = call(engine, queue.create_token, name="a", scopes=["runner"])
+    _, theirs = call(engine, queue.create_token, name="b", scopes=["runner"])
+    runner = call(
+        engine, queue.register_runner, name="box", labels=["a100"], gpus=1, token_id=mine.id
+    )
+    assert runner.token_id == mine.id
+    with pytest.raises(RunnerNameTaken, match="runner name 'box' is registered by another"):
+        call(engine, queue.register_runner, name="box", labels=["x"], gpus=8, token_id=theirs.id)
+    assert call(engine, queue.get_runner, runner_id=runner.id).labels == ["a100"]
+    call(engine, queue.revoke_token, token_id=mine.id)
+    taken = call(
+        engine, queue.register_runner, name="box", labels=["x"], gpus=8, token_id=theirs.id
+    )
+    assert (taken.id, taken.token_id, taken.labels) == (runner.id, theirs.id, ["x"])
+    with pytest.raises(NotFoundError, match="runner 999 not found; register it first"):
+        call(engine, queue.get_runner, runner_id=999)
 
 
 # --- concurrency -----------------------------------------------------------------------

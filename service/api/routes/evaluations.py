@@ -1,4 +1,7 @@
-"""Evaluation routes: record with examples (one request, one transaction), list, get, examples."""
+"""Evaluation routes: record with examples (one request, one transaction), list, get, examples.
+
+Recording honours `Idempotency-Key`: a retried record returns the evaluation it made.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from service.api.schemas import (
     EvaluationRecord,
     ExampleScore,
     ExampleScoresPublic,
+    IdempotencyKey,
     IdPath,
     IdQuery,
     Offset,
@@ -30,11 +34,17 @@ router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 
 @router.post("", status_code=201, response_model=EvaluationPublic)
 def record_evaluation(
-    record: EvaluationRecord, _: Reporter, session: WriteSession
+    record: EvaluationRecord,
+    _: Reporter,
+    session: WriteSession,
+    idempotency_key: IdempotencyKey = None,
 ) -> EvaluationPublic:
-    """Record an evaluation and all its per-example scores in one transaction."""
+    """Record an evaluation and all its per-example scores in one transaction (once per key)."""
     row = crud.record_evaluation(
-        session=session, evaluation_in=record.evaluation, examples=record.examples
+        session=session,
+        evaluation_in=record.evaluation,
+        examples=record.examples,
+        idempotency_key=idempotency_key,
     )
     return EvaluationPublic.model_validate(row)
 

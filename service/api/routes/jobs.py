@@ -3,7 +3,10 @@
 A runner claims with `POST /jobs/claim` (long-poll: the server retries every
 `CLAIM_POLL_S` for up to `wait` seconds, then answers 204), renews its lease with
 `POST /jobs/{id}/heartbeat` (409 when it does not hold the lease), streams output with
-`POST /jobs/{id}/logs` and reports with `POST /jobs/{id}/finish`.
+`POST /jobs/{id}/logs` and reports with `POST /jobs/{id}/finish`. Every runner call
+names a runner this token registered (403 for another token's, 404 for none), and leases
+are capped at `server.max_lease_seconds` (a longer ask is shortened, not refused). Writes
+honour `Idempotency-Key`: a retried enqueue, claim, finish or log batch has one effect.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 
 from service import queue
-from service.api.auth import Reader, RunnerToken, Writer
-from service.api.deps import ReadSession, WriteSession
+from service.api.auth import Reader, RunnerToken, Writer, check_runner
+from service.api.deps import AppSettings, ReadSession, WriteSession
 from service.api.schemas import (
     MAX_ID,
     ClaimRequest,
     FinishRequest,
     HeartbeatRequest,
+    IdempotencyKey,
     IdPath,
     JobRunLink,
     JobStatus,
@@ -39,10 +43,24 @@ CLAIM_POLL_S = 0.5
 
 
 @router.post("", status_code=201, response_model=JobPublic)
-def enqueue_job(job_in: JobCreate, principal: Writer, session: WriteSession) -> JobPublic:
-    """Queue a job (recording which token queued it)."""
+def enqueue_job(
+    job_in: JobCreate,
+    principal: Writer,
+    session: WriteSession,
+    idempotency_key: IdempotencyKey = None,
+) -> JobPublic:
+    """Queue a job (recording which token queued it); 422 if its spec does not load."""
+    from fastapi import HTTPException
+
+    from service.spec_loader import SpecError, load_spec_text
+
+    try:  # the files it names are on the runners' machines: check the text, not the paths
+        load_spec_text(job_in.spec_text, job_in.spec_path or "spec.yaml", check_files=False)
+    except SpecError as err:
+        raise HTTPException(422, detail="; ".join(str(err).splitlines())) from None
     job_in = job_in.model_copy(update={"created_by_token_id": principal.token_id})
-    return JobPublic.model_validate(queue.enqueue_job(session=session, job_in=job_in))
+    row = queue.enqueue_job(session=session, job_in=job_in, idempotency_key=idempotency_key)
+    return JobPublic.model_validate(row)
 
 
 @router.get("", response_model=JobsPublic)
@@ -64,16 +82,29 @@ def list_jobs(
     responses={204: {"description": "No job this runner can run (within `wait` seconds)."}},
 )
 async def claim_job(
-    claim: ClaimRequest, _: RunnerToken, session: WriteSession, request: Request
+    claim: ClaimRequest,
+    principal: RunnerToken,
+    session: WriteSession,
+    settings: AppSettings,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
-    """Lease the oldest queued job this runner can run, waiting up to `wait` seconds."""
+    """Lease the oldest queued job this runner can run, waiting up to `wait` seconds.
+
+    A retry with the `Idempotency-Key` of a claim that took a job returns that job while
+    this runner holds it (the first answer was lost), instead of taking another.
+    """
+    await anyio.to_thread.run_sync(
+        partial(check_runner, session=session, principal=principal, runner_id=claim.runner_id)
+    )
     attempt = partial(
         _claim_once,
         session=session,
         runner_id=claim.runner_id,
         labels=claim.labels,
         gpus=claim.gpus,
-        lease_seconds=claim.lease_seconds,
+        lease_seconds=min(claim.lease_seconds, settings.server.max_lease_seconds),
+        claim_key=idempotency_key,
     )
     deadline = time.monotonic() + claim.wait
     while True:
@@ -118,31 +149,49 @@ def job_logs(
 
 @router.post("/{job_id}/logs", status_code=204, response_class=Response)
 def append_job_logs(
-    job_id: IdPath, logs: LogLines, _: RunnerToken, session: WriteSession
+    job_id: IdPath,
+    logs: LogLines,
+    principal: RunnerToken,
+    session: WriteSession,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """Append lines to the log of a job this runner holds."""
+    """Append lines to the log of a job this runner holds (a retried batch: once)."""
+    check_runner(session=session, principal=principal, runner_id=logs.runner_id)
     queue.append_job_logs(
-        session=session, job_id=job_id, runner_id=logs.runner_id, lines=logs.lines
+        session=session,
+        job_id=job_id,
+        runner_id=logs.runner_id,
+        lines=logs.lines,
+        batch_key=idempotency_key,
     )
     return Response(status_code=204)
 
 
 @router.post("/{job_id}/heartbeat", response_model=JobPublic)
 def heartbeat_job(
-    job_id: IdPath, beat: HeartbeatRequest, _: RunnerToken, session: WriteSession
+    job_id: IdPath,
+    beat: HeartbeatRequest,
+    principal: RunnerToken,
+    session: WriteSession,
+    settings: AppSettings,
 ) -> JobPublic:
     """Renew the lease; `cancel_requested` in the answer tells the runner to stop."""
+    check_runner(session=session, principal=principal, runner_id=beat.runner_id)
     row = queue.heartbeat_job(
-        session=session, job_id=job_id, runner_id=beat.runner_id, lease_seconds=beat.lease_seconds
+        session=session,
+        job_id=job_id,
+        runner_id=beat.runner_id,
+        lease_seconds=min(beat.lease_seconds, settings.server.max_lease_seconds),
     )
     return JobPublic.model_validate(row)
 
 
 @router.post("/{job_id}/run", response_model=JobPublic)
 def link_job_run(
-    job_id: IdPath, link: JobRunLink, _: RunnerToken, session: WriteSession
+    job_id: IdPath, link: JobRunLink, principal: RunnerToken, session: WriteSession
 ) -> JobPublic:
     """Record the run a job this runner holds created or resumes (so a retry resumes it)."""
+    check_runner(session=session, principal=principal, runner_id=link.runner_id)
     row = queue.set_job_run(
         session=session, job_id=job_id, run_id=link.run_id, runner_id=link.runner_id
     )
@@ -151,9 +200,14 @@ def link_job_run(
 
 @router.post("/{job_id}/finish", response_model=JobPublic)
 def finish_job(
-    job_id: IdPath, outcome: FinishRequest, _: RunnerToken, session: WriteSession
+    job_id: IdPath,
+    outcome: FinishRequest,
+    principal: RunnerToken,
+    session: WriteSession,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
-    """Record the outcome of a job this runner holds."""
+    """Record the outcome of a job this runner holds (a retried finish: the same answer)."""
+    check_runner(session=session, principal=principal, runner_id=outcome.runner_id)
     row = queue.finish_job(
         session=session,
         job_id=job_id,
@@ -162,5 +216,6 @@ def finish_job(
         failure_reason=outcome.failure_reason,
         run_id=outcome.run_id,
         retryable=outcome.retryable,
+        finish_key=idempotency_key,
     )
     return JobPublic.model_validate(row)

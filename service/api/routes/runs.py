@@ -1,4 +1,7 @@
-"""Run routes: create, list (filters, paging), get by id or name, update, list checkpoints."""
+"""Run routes: create, list (filters, paging), get by id or name, update, list checkpoints.
+
+Creating honours `Idempotency-Key`: a retried create returns the run the first try made.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from fastapi import APIRouter, Path, Query
 from service import crud
 from service.api.auth import Reader, Reporter
 from service.api.deps import ReadSession, WriteSession
-from service.api.schemas import IdPath, Limit, Offset
+from service.api.schemas import IdempotencyKey, IdPath, Limit, Offset
 from service.models import (
     CheckpointPublic,
     CheckpointsPublic,
@@ -24,9 +27,12 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 
 @router.post("", status_code=201, response_model=RunPublic)
-def create_run(run_in: RunCreate, _: Reporter, session: WriteSession) -> RunPublic:
-    """Create a run in an existing experiment."""
-    return RunPublic.model_validate(crud.create_run(session=session, run_in=run_in))
+def create_run(
+    run_in: RunCreate, _: Reporter, session: WriteSession, idempotency_key: IdempotencyKey = None
+) -> RunPublic:
+    """Create a run in an existing experiment (once per `Idempotency-Key`)."""
+    row = crud.create_run(session=session, run_in=run_in, idempotency_key=idempotency_key)
+    return RunPublic.model_validate(row)
 
 
 @router.get("", response_model=RunsPublic)

@@ -22,6 +22,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 STARTUP_TIMEOUT_S = 60.0
+#: The smallest spec that `POST /api/v1/jobs` accepts (its files are not checked there).
+JOB_SPEC_TEXT = "name: job\nbase_model: ./model\ndata: {train: train.jsonl, format: vertex}\n"
 
 
 @dataclass

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.service.api.conftest import Server
+from tests.service.api.conftest import JOB_SPEC_TEXT, Server
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def register(client: httpx.Client, name: str, labels: list[str], gpus: int = 1) 
 
 
 def enqueue(admin: httpx.Client, label: str, **extra) -> dict:
-    body = {"kind": "train", "spec_text": "name: x\n", "labels": [label], "gpus": 1, **extra}
+    body = {"kind": "train", "spec_text": JOB_SPEC_TEXT, "labels": [label], "gpus": 1, **extra}
     response = admin.post("/api/v1/jobs", json=body)
     assert response.status_code == 201, response.text
     return response.json()
@@ -117,10 +117,11 @@ def test_claim_long_polls_until_a_job_arrives(
 def test_claim_with_nothing_to_do_waits_then_204(
     runner_client: httpx.Client, unique_name: str
 ) -> None:
+    runner_id = register(runner_client, unique_name, [f"never-{unique_name}"])
     started = time.monotonic()
     response = runner_client.post(
         "/api/v1/jobs/claim",
-        json={"runner_id": 1, "labels": [f"never-{unique_name}"], "gpus": 0, "wait": 1.2},
+        json={"runner_id": runner_id, "labels": [f"never-{unique_name}"], "gpus": 0, "wait": 1.2},
     )
     elapsed = time.monotonic() - started
     assert response.status_code == 204
@@ -136,7 +137,9 @@ def test_cancel_a_queued_job(admin: httpx.Client, unique_name: str) -> None:
 
 
 def test_enqueue_rejects_unknown_kind_and_run(admin: httpx.Client) -> None:
-    bad_kind = admin.post("/api/v1/jobs", json={"kind": "dance", "spec_text": "x"})
+    bad_kind = admin.post("/api/v1/jobs", json={"kind": "dance", "spec_text": JOB_SPEC_TEXT})
     assert bad_kind.status_code == 422
-    no_run = admin.post("/api/v1/jobs", json={"kind": "eval", "spec_text": "x", "run_id": 999999})
+    no_run = admin.post(
+        "/api/v1/jobs", json={"kind": "eval", "spec_text": JOB_SPEC_TEXT, "run_id": 999999}
+    )
     assert no_run.status_code == 404

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 
-from tests.service.api.conftest import Server, start_server, stop_server
+from tests.service.api.conftest import JOB_SPEC_TEXT, Server, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,8 @@ def _seed(server: Server) -> None:
             "spec_hash": "a" * 64,
         }
         run = admin.post("/api/v1/runs", json=run_in).json()
-        checkpoint_in = {"run_id": run["id"], "step": 1, "path": "/c", "sha256": "c" * 64}
+        path = str(server.home / "runs" / "c")  # inside the server's storage roots
+        checkpoint_in = {"run_id": run["id"], "step": 1, "path": path, "sha256": "c" * 64}
         checkpoint = admin.post("/api/v1/checkpoints", json=checkpoint_in).json()
         evaluation = {"checkpoint_id": checkpoint["id"], "evaluator": "e", "config_hash": "h"}
         examples = [{"position": 0, "example_id": "a", "scores": {"s": 1.0}}]
@@ -50,7 +51,8 @@ def _seed(server: Server) -> None:
             f"/api/v1/aliases/{experiment['id']}/production",
             json={"checkpoint_id": checkpoint["id"], "actor": "seed"},
         )
-        admin.post("/api/v1/jobs", json={"kind": "train", "spec_text": "x", "run_id": run["id"]})
+        job_in = {"kind": "train", "spec_text": JOB_SPEC_TEXT, "run_id": run["id"]}
+        assert admin.post("/api/v1/jobs", json=job_in).status_code == 201
         admin.post("/api/v1/runners", json={"name": "seed", "labels": [], "gpus": 1})
 
 
