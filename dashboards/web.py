@@ -2,12 +2,16 @@
 
 Owns how pages are rendered (one Jinja2 environment with the dashboard's filters), how a
 page turns an error into HTML (login redirect, 403, 404, 409 pages instead of the API's
-JSON) and how the whole UI is attached to the service app. Each page lives in its own
-module under `dashboards.pages`; their queries live in `dashboards.queries`.
+JSON), the browser-facing guard (`DashboardGuard`: the Host allow-list against DNS
+rebinding and the security headers: a Content-Security-Policy that allows only the
+dashboard's own scripts and styles, no framing, nosniff, same-origin referrers) and how
+the whole UI is attached to the service app. Each page lives in its own module under
+`dashboards.pages`; their queries live in `dashboards.queries`.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import time
@@ -24,6 +28,8 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import DataError
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dashboards.session import Forbidden, LoginRequired, Viewer, session_secret
 from service.errors import EvalctlError, NotFoundError
@@ -34,6 +40,21 @@ STATIC = HERE / "static"
 VENDOR_FILES = ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css")
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+#: Paths that are not the dashboard: the token-authenticated API and MLflow (remote runners
+#: reach them by whatever name the server has), the probes and the API's own docs.
+NOT_DASHBOARD = ("/api", "/mlflow", "/healthz", "/readyz", "/openapi.json", "/docs", "/redoc")
+#: Only the dashboard's own files may run or style a page; nothing may frame it.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+)
 
 
 def fmt_num(value: Any, digits: int = 4) -> str:
@@ -185,6 +206,67 @@ def page_router(**kwargs: Any) -> APIRouter:
     return APIRouter(route_class=PageRoute, include_in_schema=False, **kwargs)
 
 
+def _is_dashboard(path: str) -> bool:
+    return not any(path == p or path.startswith(p + "/") for p in NOT_DASHBOARD)
+
+
+def _host_name(value: str) -> str:
+    """Return a Host header (or allow-list entry) without its port, lower-case."""
+    value = value.strip().lower()
+    if value.startswith("["):  # an IPv6 literal: [::1]:8080
+        return value.partition("]")[0] + "]"
+    return value.partition(":")[0]
+
+
+class DashboardGuard:
+    """Refuse dashboard requests whose Host is not trusted (400); add security headers."""
+
+    def __init__(self, app: ASGIApp, *, hosts: list[str]) -> None:
+        self.app = app
+        self.any_host = "*" in hosts
+        self.hosts = {_host_name(h) for h in hosts if not h.startswith("*.")}
+        self.suffixes = tuple(_host_name(h)[1:] for h in hosts if h.startswith("*."))
+
+    def trusted(self, host: str) -> bool:
+        """Return whether the dashboard answers to this Host header."""
+        name = _host_name(host)
+        return self.any_host or name in self.hosts or bool(name and name.endswith(self.suffixes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_dashboard(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+        if not self.trusted(host):
+            await _bad_host(send, host)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS:
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _bad_host(send: Send, host: str) -> None:
+    shown = html.escape(host[:200] or "(none)")
+    body = (
+        '<!doctype html><html lang="en"><meta charset="utf-8"><title>Bad request</title>'
+        f"<h1>Bad request</h1><p>This server does not answer to the host name {shown}. "
+        "An administrator can allow it with EVALCTL_SERVER__TRUSTED_HOSTS.</p></html>"
+    ).encode()
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        *[(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS],
+    ]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def mount(app: FastAPI) -> None:
     """Attach the dashboard (pages at `/`, assets at `/static`) to the service app."""
     from dashboards.pages import ROUTERS
@@ -198,6 +280,7 @@ def mount(app: FastAPI) -> None:
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.add_middleware(DashboardGuard, hosts=app.state.settings.server.dashboard_hosts())
 
 
 def viewer_of(request: Request) -> Viewer | None:

@@ -48,8 +48,10 @@ def serve(
     from service.settings import get_settings
 
     settings = get_settings()
+    if host:  # the dashboard's default trusted hosts include the bind address
+        settings.server.host = host
     app = create_app(settings, migrate=not no_migrate)
-    bind_host = host or settings.server.host
+    bind_host = settings.server.host
     bind_port = settings.server.port if port is None else port
     shown = "localhost" if bind_host in {"0.0.0.0", "::"} else bind_host
     print(

@@ -2,7 +2,8 @@
 
 It wires settings, the database engines, the `/api/v1` routers (`service.api.routes`,
 whose docstring maps each `Registry` method to its route), bearer-token auth
-(`service.api.auth`), the request-size limit (`service.api.limits`), JSON error handlers
+(`service.api.auth`), the request limits (`service.api.limits`: body size, and the token
+checked before an API body is read), JSON error handlers
 (`service.api.handlers`), the health probes and MLflow's tracking server under `/mlflow`
 (`service.api.mlflow_mount`), and the web dashboard at `/` (`dashboards.web.mount`,
 imported inside `create_app` only, so the API has no import-time dependency on the UI).
@@ -24,7 +25,7 @@ from evalctl import __version__
 from service import db
 from service.api import handlers
 from service.api.auth import bootstrap_admin_token
-from service.api.limits import BodySizeLimit
+from service.api.limits import BodySizeLimit, TokenFirst
 from service.api.mlflow_mount import MlflowMount
 from service.api.routes import ROUTERS, health
 from service.settings import Settings, get_settings
@@ -69,6 +70,7 @@ def create_app(
         from dashboards.web import mount as mount_dashboard
 
         mount_dashboard(app)
+    app.add_middleware(TokenFirst, prefix=API_PREFIX, engine=engine)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     return app
 

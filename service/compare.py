@@ -20,11 +20,17 @@ from service.models import CheckpointPublic, EvaluationPublic
 from service.registry import Registry
 
 
-def flatten_spec(spec_text: str) -> dict[str, Any]:
-    """Flatten a spec's YAML into dotted keys (lists by index: evaluators.0.perplexity.data)."""
-    import yaml
+def flatten_spec(spec_text: str, *, source: str = "spec") -> dict[str, Any]:
+    """Flatten a stored spec into dotted keys (lists by index: evaluators.0.perplexity.data).
 
-    return flatten(yaml.safe_load(spec_text) or {})
+    The text is parsed with the spec loader's limits (alias expansion, size), so a stored
+    "billion laughs" spec raises `SpecError` naming `source` instead of stalling.
+    """
+    from service.spec_loader import parse_spec_text
+
+    if not spec_text.strip():
+        return {}
+    return flatten(parse_spec_text(spec_text, source))
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -45,9 +51,16 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def compare_params(spec_texts: Sequence[str], *, all_params: bool) -> dict[str, list[Any]]:
-    """Return param -> one value per ref (None where missing); only differences by default."""
-    flat = [flatten_spec(text) for text in spec_texts]
+def compare_params(
+    spec_texts: Sequence[str], *, all_params: bool, sources: Sequence[str] | None = None
+) -> dict[str, list[Any]]:
+    """Return param -> one value per ref (None where missing); only differences by default.
+
+    `sources` names each spec in errors (e.g. "run 3 spec"); a spec that cannot be parsed
+    raises `SpecError`.
+    """
+    names = sources or [f"spec {i + 1}" for i in range(len(spec_texts))]
+    flat = [flatten_spec(text, source=name) for text, name in zip(spec_texts, names, strict=True)]
     keys = sorted({key for params in flat for key in params})
     table = {key: [params.get(key) for params in flat] for key in keys}
     if all_params:

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 import service
+from service.settings import private_file
 
 #: Seconds a SQLite connection waits for another process's write lock before giving up.
 SQLITE_TIMEOUT_S = 30.0
@@ -55,12 +56,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if make_url(url).get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(url, **kwargs)
+    _create_private(make_url(url).database)
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("timeout", SQLITE_TIMEOUT_S)
     connect_args.setdefault("check_same_thread", False)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     _configure_sqlite(engine)
     return engine
+
+
+def _create_private(database: str | None) -> None:
+    """Create a SQLite database file that does not exist yet with mode 0600, not 0644.
+
+    SQLite would create it with the umask's mode on first connect; its -wal/-shm/-journal
+    files take the mode of the database file.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.parent.is_dir():  # else SQLite's own error says the folder is missing
+        private_file(path)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -32,6 +32,8 @@ Loc = tuple[str | int, ...]
 ROOT_FIELD = "(spec)"
 # Aliases can make a small file expand into a huge tree ("billion laughs"); stop well before.
 MAX_VALUES = 100_000
+# A spec is a few KiB; text past this is refused before it is parsed.
+MAX_SPEC_BYTES = 1_000_000
 
 
 @dataclass
@@ -102,6 +104,7 @@ def load_spec_text(text: str, path: str | Path, *, check_files: bool = True) -> 
     folder it was submitted from (on shared storage) anchors its relative paths.
     """
     source = str(path)
+    _check_size(text, source)
     doc = _parse(text, source)
     base_dir = Path(path).absolute().parent
     context = {"base_dir": base_dir, "check_files": check_files}
@@ -120,6 +123,23 @@ def load_spec_text(text: str, path: str | Path, *, check_files: bool = True) -> 
     spec._source = Path(path)
     spec._text = text
     return spec
+
+
+def parse_spec_text(text: str, source: str) -> dict[str, Any]:
+    """Parse spec `text` into plain values with the loader's limits, without validating it.
+
+    For specs stored in the registry (a run's or job's `spec_text`): readers that only
+    display or compare them must not expand aliases past `MAX_VALUES` or read huge text.
+    Raise SpecError (one problem, located when YAML says where) if it cannot be parsed.
+    """
+    _check_size(text, source)
+    return dict(_parse(text, source).data)
+
+
+def _check_size(text: str, source: str) -> None:
+    size = len(text) if len(text) * 4 <= MAX_SPEC_BYTES else len(text.encode("utf-8", "replace"))
+    if size > MAX_SPEC_BYTES:
+        raise _fail(source, f"spec is larger than {MAX_SPEC_BYTES} bytes ({size} bytes)")
 
 
 def _fail(source: str, message: str, line: int | None = None, col: int | None = None) -> SpecError:

@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import yaml
 from fastapi import Query, Request, Response
 from sqlmodel import Session
 
@@ -25,9 +24,10 @@ from dashboards.queries import compare as queries
 from dashboards.queries.compare import Compared
 from dashboards.session import ViewerDep
 from dashboards.web import fmt_num, page_router, render
-from service.compare import flatten
+from service.compare import flatten, flatten_spec
 from service.gate.rule_spec import DropTest, StatisticalRule, lower_is_better
 from service.gate.sides import GateSide
+from service.spec_loader import SpecError
 
 logger = logging.getLogger("evalctl.dashboard")
 router = page_router()
@@ -86,11 +86,11 @@ class ParamRow:
 
 
 def _params_of(run: Any) -> dict[str, Any]:
+    # The loader's limits: a stored alias bomb becomes one line here, not a stalled page.
     try:
-        spec = yaml.safe_load(run.spec_text or "")
-    except yaml.YAMLError:
-        spec = {"(spec)": "(not valid YAML)"}
-    params = flatten(spec) if isinstance(spec, dict | list) else {"(spec)": spec}
+        params = flatten_spec(run.spec_text or "", source=f"run {run.id} spec")
+    except SpecError as err:
+        params = {"(spec)": f"(spec not shown: {err.problems[0].message})"}
     params.update(flatten({"base_model_hash": run.base_model_hash, "git_sha": run.git_sha}))
     params.update(flatten({"dataset_hashes": run.dataset_hashes or {}, "tags": run.tags or {}}))
     return params

@@ -66,6 +66,11 @@ def highlight_spec(text: str) -> Markup:
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import YamlLexer
 
+    from service.spec_loader import MAX_SPEC_BYTES
+
+    if len(text) > MAX_SPEC_BYTES:  # no spec is this large: show its start, unhighlighted
+        note = f"\n# ... cut: the stored spec has {len(text)} characters"
+        return Markup.escape(text[:MAX_SPEC_BYTES] + note)
     # Safe as markup: Pygments HTML-escapes the spec text it wraps in spans.
     return Markup(highlight(text, YamlLexer(), HtmlFormatter(nowrap=True)))
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, func, or_
 from sqlmodel import Session, col, select
 
+from dashboards.queries import json_keys
 from service import crud
 from service.models import Checkpoint, EvalExample, Evaluation, Run
 
@@ -94,7 +95,11 @@ def score_keys(*, session: Session, evaluation_id: int) -> list[str]:
 
 def unsafe_keys(keys: list[str]) -> list[str]:
     """Return the 0/1 'unsafe' verdict keys (llama_guard's `response_unsafe`), not p_unsafe."""
-    return [k for k in keys if k.endswith("unsafe") and not k.endswith("p_unsafe")]
+    return [
+        k
+        for k in keys
+        if k.endswith("unsafe") and not k.endswith("p_unsafe") and json_keys.is_metric_key(k)
+    ]
 
 
 def list_examples(
@@ -126,7 +131,7 @@ def _conditions(filters: ExampleFilters, keys: list[str]) -> list[ColumnElement[
     elif filters.show == "errors":
         out.append(details["error"].as_string().is_not(None))
     if filters.score is not None:
-        value = scores[filters.score].as_float()
+        value = scores[json_keys.metric_key(filters.score, what="score")].as_float()
         if filters.min is not None:
             out.append(value >= filters.min)
         if filters.max is not None:

@@ -18,7 +18,9 @@ Sorting or filtering by a metric joins each run's best checkpoint to its newest 
 evaluation of that evaluator (`NOT EXISTS` a newer one) and orders by the JSON value,
 runs without it last. Measured on Postgres with 10,000 runs and 60,000 evaluations, the
 existing indexes (evaluation.evaluator, evaluation.checkpoint_id) serve it; an index on
-(checkpoint_id, evaluator, id) made no measurable difference.
+(checkpoint_id, evaluator, id) made no measurable difference. Metric and tag keys pass
+`dashboards.queries.json_keys` first (a bad one raises ValueError: the page's 400), since
+SQLite's JSON path cannot escape them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from dashboards.queries import json_keys
 from service.models import Checkpoint, Evaluation, EvaluationStatus, Experiment, Run, RunStatus
 
 PAGE_SIZE = 50
@@ -140,7 +143,7 @@ def _newest_keys(session: Session) -> set[str]:
 def _best_metric(query: Any, metric: str) -> tuple[Any, ColumnElement[Any]]:
     """Left-join each run's best checkpoint to the metric's value in its newest succeeded
     evaluation of the metric's evaluator; return the query and the value (NULL if none)."""
-    evaluator, _, key = metric.partition(".")
+    evaluator, _, key = json_keys.metric_key(metric).partition(".")
     scored, newer = aliased(Evaluation), aliased(Evaluation)
     succeeded = EvaluationStatus.succeeded
     is_newest = ~(
@@ -179,7 +182,7 @@ def _filtered(query: Any, filters: RunFilters) -> tuple[Any, ColumnElement[Any] 
     if filters.status is not None:
         conditions.append(col(Run.status) == filters.status)
     if filters.tag_key:
-        tag = col(Run.tags)[filters.tag_key].as_string()
+        tag = col(Run.tags)[json_keys.tag_key(filters.tag_key)].as_string()
         conditions.append(
             tag.is_not(None) if filters.tag_value is None else tag == filters.tag_value
         )

@@ -28,6 +28,7 @@ from service.errors import EvalctlError
 from service.settings import Settings
 from tests.dashboards.conftest import csrf_of
 from tests.helpers import LiveServer
+from tests.service.api.conftest import JOB_SPEC_TEXT
 
 PAGE = "/jobs"  # any page that needs a session
 
@@ -209,7 +210,9 @@ def test_logout_needs_csrf(logged_in: httpx.Client) -> None:
 def test_runner_token_can_look_but_not_act(server: LiveServer, client: httpx.Client) -> None:
     admin = {"Authorization": f"Bearer {server.admin_token}"}
     job = httpx.post(
-        f"{server.url}/api/v1/jobs", json={"kind": "eval", "spec_text": "x"}, headers=admin
+        f"{server.url}/api/v1/jobs",
+        json={"kind": "eval", "spec_text": JOB_SPEC_TEXT},
+        headers=admin,
     ).json()
     _, token = _token(server, "runner")
     assert _post_login(client, token).status_code == 303
