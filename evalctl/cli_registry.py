@@ -129,15 +129,20 @@ def _move(
 ) -> AliasPublic:
     """Move the MLflow alias, then record the move (and its history) in the registry."""
     from service.mlflow_registry import register_promotion
+    from service.remote import RemoteRegistry
     from service.settings import get_settings
 
-    version = register_promotion(
-        tracking_uri=get_settings().tracking_uri,
-        experiment=exp.name,
-        checkpoint=target.checkpoint,
-        run=target.run,
-        alias=name,
-    )
+    version = None
+    # A service moves its own MLflow alias with the move (checked against its storage
+    # roots); only the embedded registry has its MLflow store here.
+    if not isinstance(registry, RemoteRegistry):
+        version = register_promotion(
+            tracking_uri=get_settings().tracking_uri,
+            experiment=exp.name,
+            checkpoint=target.checkpoint,
+            run=target.run,
+            alias=name,
+        )
     return registry.set_alias(
         experiment_id=exp.id,
         name=name,
@@ -325,7 +330,11 @@ def compare(
     registry = _registry()
     exp_name = _experiment_name(spec, experiment)
     resolved = [resolve_ref(registry, ref, experiment=exp_name) for ref in refs]
-    params = compare_params([r.run.spec_text for r in resolved], all_params=all_params)
+    params = compare_params(
+        [r.run.spec_text for r in resolved],
+        all_params=all_params,
+        sources=[f"run {r.run.id} ({r.run.name}) spec" for r in resolved],
+    )
     metrics = compare_metrics(registry, [r.checkpoint for r in resolved])
     heads = [
         {

@@ -5,7 +5,10 @@ it), one model version per promoted checkpoint (source: the checkpoint folder as
 `file://` URI; linked to the run's MLflow run when it has one; tagged
 `evalctl.checkpoint_id` so promoting the same checkpoint again reuses its version), and
 the registered model alias. The registry DB stays the source of truth for aliases; this
-module only mirrors them. mlflow is imported inside the functions (it is slow to import).
+module only mirrors them. A checkpoint whose path lies outside the storage roots (or holds
+the server's own files) is refused before anything is created or moved, also for rows
+recorded before paths were checked (`service.storage`): MLflow serves a version's source to
+read tokens. mlflow is imported inside the functions (it is slow to import).
 """
 
 from __future__ import annotations
@@ -13,8 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import Session
+
 from service.errors import EvalctlError
 from service.models import CheckpointPublic, RunPublic
+from service.settings import Settings, get_settings
+from service.storage import confine_checkpoint
 
 CHECKPOINT_TAG = "evalctl.checkpoint_id"
 
@@ -26,10 +33,13 @@ def register_promotion(
     checkpoint: CheckpointPublic,
     run: RunPublic,
     alias: str,
+    settings: Settings | None = None,
 ) -> int:
     """Point MLflow alias `alias` of model `experiment` at the checkpoint's version; return it."""
     from mlflow.exceptions import MlflowException
 
+    what = f"checkpoint {checkpoint.id} path"
+    confine_checkpoint(checkpoint_source(checkpoint), settings or get_settings(), what=what)
     client = _client(tracking_uri)
     try:
         version = checkpoint_version(client, experiment, checkpoint.id)
@@ -39,6 +49,34 @@ def register_promotion(
     except MlflowException as exc:
         raise EvalctlError(f"MLflow at {tracking_uri}: {_first_line(exc.message)}") from None
     return version
+
+
+def mirror_alias_move(
+    *, session: Session, settings: Settings, experiment_id: int, name: str, checkpoint_id: int
+) -> int:
+    """Mirror an alias move in the service's own MLflow registry; return the model version.
+
+    What `PUT /api/v1/aliases/...` does before it records the move, so a remote `evalctl
+    promote` moves the server's MLflow alias (checked against the server's storage roots),
+    never one in the client's own tracking store.
+    """
+    from service import crud
+
+    experiment = crud.get_experiment(session=session, experiment_id=experiment_id)
+    checkpoint = crud.get_checkpoint(session=session, checkpoint_id=checkpoint_id)
+    run = crud.get_run(session=session, run_id=checkpoint.run_id)
+    if run.experiment_id != experiment_id:
+        raise EvalctlError(
+            f"checkpoint {checkpoint_id} does not belong to experiment '{experiment.name}'"
+        )
+    return register_promotion(
+        tracking_uri=settings.tracking_uri,
+        experiment=experiment.name,
+        checkpoint=CheckpointPublic.model_validate(checkpoint),
+        run=RunPublic.model_validate(run),
+        alias=name,
+        settings=settings,
+    )
 
 
 def checkpoint_version(client: Any, model: str, checkpoint_id: int) -> int | None:

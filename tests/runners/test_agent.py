@@ -24,13 +24,16 @@ from service.jobs_client import JobsClient
 from service.remote import ApiClient, RemoteRegistry
 from tests.helpers import LiveServer, evalctl, start_server, write_tiny_spec
 
-#: A runner token that may also write MLflow runs (the /mlflow mount asks for `write`).
-RUNNER_SCOPES = ("runner", "write")
+#: A runner token: it also logs the runs' MLflow telemetry through the /mlflow mount.
+RUNNER_SCOPES = ("runner",)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    running = start_server(tmp_path_factory.mktemp("agent-server"))
+    # The runners' work dirs and the tiny model are their "shared volume": a storage root.
+    running = start_server(
+        tmp_path_factory.mktemp("agent-server"), storage_roots=[tmp_path_factory.getbasetemp()]
+    )
     yield running
     running.stop()
 
@@ -164,6 +167,18 @@ def test_submitted_job_runs_on_a_runner_and_records_everything(
 
     listed = json.loads(cluster.cli("jobs", "list", "--status", "succeeded", "--json").stdout)
     assert job_id in [j["id"] for j in listed["data"]]
+
+    # A remote promotion moves the service's MLflow alias, not one in the client's home.
+    from mlflow.tracking import MlflowClient
+
+    promoted = cluster.cli("promote", f"run:{run_id}", "--alias", "production", "--json")
+    assert promoted.returncode == 0, promoted.stderr
+    moved = json.loads(promoted.stdout)
+    served = MlflowClient(tracking_uri=f"sqlite:///{cluster.server.home / 'mlflow.db'}")
+    version = served.get_model_version_by_alias(unique_name, "production")
+    assert int(version.version) == moved["mlflow_version"]
+    assert version.tags["evalctl.checkpoint_id"] == str(moved["to_checkpoint_id"])
+    assert not (cluster.root / "client" / "mlflow.db").exists()
     table = cluster.cli("jobs", "list")
     assert table.returncode == 0 and str(job_id) in table.stdout
 
@@ -309,7 +324,7 @@ def test_two_runners_drain_a_queue_on_postgres(
     from tests.service.conftest import _database
 
     with _database("postgres", tmp_path) as url:
-        server = start_server(tmp_path / "server", url)
+        server = start_server(tmp_path / "server", url, storage_roots=[tmp_path, tiny_model_dir])
         try:
             cluster = Cluster(server, tmp_path, f"pool-{unique_name}")
             spec = spec_for(tmp_path / "exp", tiny_model_dir, unique_name, max_steps=2)

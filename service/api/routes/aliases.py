@@ -1,4 +1,10 @@
-"""Alias routes: move an alias (write), get one, list them, show one's history."""
+"""Alias routes: move an alias (write), get one, list them, show one's history.
+
+A move is mirrored in the service's own MLflow Model Registry first (`service.mlflow_registry`:
+the checkpoint's model version, checked against the storage roots, then the alias), so
+the two registries agree whoever moves it; the `version` a client sends is ignored. A move
+honours `Idempotency-Key`: a retried move records one event, not two, and moves nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ from fastapi import APIRouter
 
 from service import crud
 from service.api.auth import Reader, Writer
-from service.api.deps import ReadSession, WriteSession
-from service.api.schemas import AliasName, AliasSet, IdPath, IdQuery
+from service.api.deps import AppSettings, ReadSession, WriteSession
+from service.api.schemas import AliasName, AliasSet, IdempotencyKey, IdPath, IdQuery
+from service.mlflow_registry import mirror_alias_move
 from service.models import AliasesPublic, AliasEventPublic, AliasEventsPublic, AliasPublic
 
 router = APIRouter(prefix="/aliases", tags=["aliases"])
@@ -26,9 +33,23 @@ def set_alias(
     name: AliasName,
     alias_in: AliasSet,
     principal: Writer,
+    read: ReadSession,
     session: WriteSession,
+    settings: AppSettings,
+    idempotency_key: IdempotencyKey = None,
 ) -> AliasPublic:
-    """Point an alias at a checkpoint and record the move (with the token used)."""
+    """Point an alias at a checkpoint, in MLflow too, and record the move (and token), once."""
+    version = alias_in.version
+    # A replay moves nothing, so it must not move MLflow's alias either (it may have moved
+    # on since). The mirror reads through `read`: no write lock is held while MLflow works.
+    if crud.alias_event_for_key(session=read, key=idempotency_key) is None:
+        version = mirror_alias_move(
+            session=read,
+            settings=settings,
+            experiment_id=experiment_id,
+            name=name,
+            checkpoint_id=alias_in.checkpoint_id,
+        )
     row = crud.set_alias(
         session=session,
         experiment_id=experiment_id,
@@ -37,8 +58,9 @@ def set_alias(
         actor=alias_in.actor,
         action=alias_in.action,
         gate=alias_in.gate,
-        version=alias_in.version,
+        version=version,
         token_id=principal.token_id,
+        idempotency_key=idempotency_key,
     )
     return AliasPublic.model_validate(row)
 

@@ -28,8 +28,9 @@ def run(admin: httpx.Client, experiment: dict) -> dict:
 
 
 @pytest.fixture
-def checkpoint(admin: httpx.Client, run: dict) -> dict:
-    body = {"run_id": run["id"], "step": 10, "path": "/ckpt/10", "sha256": "c" * 64}
+def checkpoint(server: Server, admin: httpx.Client, run: dict) -> dict:
+    path = str(server.home / "runs" / str(run["id"]) / "ckpt-10")  # inside the storage roots
+    body = {"run_id": run["id"], "step": 10, "path": path, "sha256": "c" * 64}
     response = admin.post("/api/v1/checkpoints", json=body)
     assert response.status_code == 200, response.text
     return response.json()
@@ -73,8 +74,11 @@ def test_runs_create_get_update_and_list_with_filters_and_paging(
     assert [r["id"] for r in running["data"]] == [ids[2]]
 
 
-def test_checkpoint_record_is_idempotent(admin: httpx.Client, run: dict, checkpoint: dict) -> None:
-    body = {"run_id": run["id"], "step": 10, "path": "/elsewhere", "sha256": "c" * 64}
+def test_checkpoint_record_is_idempotent(
+    server: Server, admin: httpx.Client, run: dict, checkpoint: dict
+) -> None:
+    elsewhere = str(server.home / "runs" / "elsewhere")
+    body = {"run_id": run["id"], "step": 10, "path": elsewhere, "sha256": "c" * 64}
     again = admin.post("/api/v1/checkpoints", json=body).json()
     assert again["id"] == checkpoint["id"]
     listing = admin.get(f"/api/v1/runs/{run['id']}/checkpoints").json()
@@ -142,6 +146,54 @@ def test_aliases_move_and_keep_history_with_the_token(
     assert history[0]["token_id"] is not None
     listed = admin.get("/api/v1/aliases", params={"experiment_id": experiment["id"]}).json()
     assert [a["name"] for a in listed["data"]] == ["production"]
+
+
+def test_an_alias_move_is_mirrored_in_the_services_own_mlflow_registry(
+    server: Server, admin: httpx.Client, experiment: dict, run: dict, checkpoint: dict
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    path = f"/api/v1/aliases/{experiment['id']}/production"
+    # The client's `version` is ignored: the service registers the version itself.
+    body = {"checkpoint_id": checkpoint["id"], "actor": "ci", "version": 999}
+    key = {"Idempotency-Key": f"mirror-{checkpoint['id']}"}
+    moved = admin.put(path, json=body, headers=key)
+    assert moved.status_code == 200, moved.text
+    mlflow = MlflowClient(tracking_uri=f"sqlite:///{server.home / 'mlflow.db'}")
+    version = mlflow.get_model_version_by_alias(experiment["name"], "production")
+    assert version.tags["evalctl.checkpoint_id"] == str(checkpoint["id"])
+    assert moved.json()["version"] == int(version.version) != 999
+
+    # Move on to another checkpoint; a late replay of the first move moves neither registry.
+    other = {"run_id": run["id"], "step": 20, "path": checkpoint["path"] + "-20"}
+    second = admin.post("/api/v1/checkpoints", json={**other, "sha256": "e" * 64}).json()
+    assert admin.put(path, json={"checkpoint_id": second["id"], "actor": "ci"}).status_code == 200
+    assert admin.put(path, json=body, headers=key).status_code == 200
+    assert admin.get(path).json()["checkpoint_id"] == second["id"]
+    now = mlflow.get_model_version_by_alias(experiment["name"], "production")
+    assert now.tags["evalctl.checkpoint_id"] == str(second["id"])
+
+
+def test_an_alias_cannot_point_at_a_checkpoint_outside_the_storage_roots(
+    server: Server, admin: httpx.Client, experiment: dict, run: dict
+) -> None:
+    from sqlmodel import Session, create_engine
+
+    from service.models import Checkpoint
+
+    # A row from before paths were checked: forced in below the API.
+    engine = create_engine(server.db_url)
+    with Session(engine) as session:
+        row = Checkpoint(run_id=run["id"], step=30, path=str(server.home), sha256="f" * 64)
+        session.add(row)
+        session.commit()
+        checkpoint_id = row.id
+    engine.dispose()
+    path = f"/api/v1/aliases/{experiment['id']}/production"
+    refused = admin.put(path, json={"checkpoint_id": checkpoint_id, "actor": "ci"})
+    assert refused.status_code == 409
+    assert "server's own files" in refused.json()["detail"]
+    assert admin.get(path).status_code == 404  # nothing moved
 
 
 @pytest.mark.parametrize(
