@@ -296,34 +296,25 @@ def _move(
     gate: dict[str, Any] | None,
 ) -> PromotionResult:
     """Register the MLflow version, then record the move (and its history), like the CLI."""
-    from service.mlflow_registry import register_promotion
+    from service.promotion import move_alias
 
     assert experiment.id is not None
     try:
-        version = register_promotion(
-            tracking_uri=settings.tracking_uri,
-            experiment=experiment.name,
-            checkpoint=target.checkpoint,
-            run=target.run,
-            alias=alias,
+        moved = move_alias(
+            engine=registry.engine,
+            write_engine=write_engine,
             settings=settings,
-        )
-    except EvalctlError as exc:
-        message = f"Registering the model version failed, so @{alias} was not moved: {exc}"
-        return PromotionResult(False, message, alias, experiment.id, gate)
-    with Session(write_engine) as session:
-        row = crud.set_alias(
-            session=session,
             experiment_id=experiment.id,
             name=alias,
             checkpoint_id=target.checkpoint.id,
             actor=actor,
             action=action,
             gate=gate,
-            version=version,
             token_id=token_id,
         )
-        moved = AliasPublic.model_validate(row)
+    except EvalctlError as exc:
+        message = f"Registering the model version failed, so @{alias} was not moved: {exc}"
+        return PromotionResult(False, message, alias, experiment.id, gate)
     verb = "promoted" if action == "promote" else "rolled back"
     message = f"@{alias} {verb} to {_describe(target)}; MLflow model version {moved.version}."
     return PromotionResult(True, message, alias, experiment.id, gate, target.checkpoint.id)

@@ -3,7 +3,8 @@
 Owns the MLflow side of a promotion: one registered model per experiment (named after
 it), one model version per promoted checkpoint (source: the checkpoint folder as a
 `file://` URI; linked to the run's MLflow run when it has one; tagged
-`evalctl.checkpoint_id` so promoting the same checkpoint again reuses its version), and
+`evalctl.checkpoint_id` so promoting the same checkpoint again reuses its version, but only
+a version whose source is that folder and whose `evalctl.sha256` is the checkpoint's), and
 the registered model alias. The registry DB stays the source of truth for aliases; this
 module only mirrors them. A checkpoint whose path lies outside the storage roots (or holds
 the server's own files) is refused before anything is created or moved, also for rows
@@ -13,17 +14,19 @@ read tokens. mlflow is imported inside the functions (it is slow to import).
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session
 
-from service.errors import EvalctlError
+from service.errors import EvalctlError, NotFoundError
 from service.models import CheckpointPublic, RunPublic
 from service.settings import Settings, get_settings
 from service.storage import confine_checkpoint
 
 CHECKPOINT_TAG = "evalctl.checkpoint_id"
+SHA256_TAG = "evalctl.sha256"
 
 
 def register_promotion(
@@ -42,7 +45,7 @@ def register_promotion(
     confine_checkpoint(checkpoint_source(checkpoint), settings or get_settings(), what=what)
     client = _client(tracking_uri)
     try:
-        version = checkpoint_version(client, experiment, checkpoint.id)
+        version = checkpoint_version(client, experiment, checkpoint)
         if version is None:
             version = _create_version(client, experiment, checkpoint, run)
         client.set_registered_model_alias(experiment, alias, str(version))
@@ -79,18 +82,53 @@ def mirror_alias_move(
     )
 
 
-def checkpoint_version(client: Any, model: str, checkpoint_id: int) -> int | None:
-    """Return the version of `model` registered for a checkpoint, or None."""
+def restore_mlflow_alias(
+    *, session: Session, settings: Settings, experiment_id: int, name: str
+) -> None:
+    """Point MLflow's alias back where evalctl's registry has it (remove it if unset)."""
+    from mlflow.exceptions import MlflowException
+
+    from service import crud
+
+    session.rollback()  # a fresh read: the move being undone may have committed meanwhile
+    experiment = crud.get_experiment(session=session, experiment_id=experiment_id)
+    try:
+        alias = crud.get_alias(session=session, experiment_id=experiment_id, name=name)
+    except NotFoundError:
+        with suppress(MlflowException):
+            _client(settings.tracking_uri).delete_registered_model_alias(experiment.name, name)
+        return
+    mirror_alias_move(
+        session=session,
+        settings=settings,
+        experiment_id=experiment_id,
+        name=name,
+        checkpoint_id=alias.checkpoint_id,
+    )
+
+
+def checkpoint_version(client: Any, model: str, checkpoint: CheckpointPublic) -> int | None:
+    """Return the version of `model` registered for a checkpoint, or None.
+
+    A version only counts when its source is the checkpoint's folder and its
+    `evalctl.sha256` tag (if any) the checkpoint's hash: a tag alone could have been set
+    on any version by whoever could write to MLflow.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(model)
     except MlflowException:
         return None
-    query = f"name = '{_quote(model)}' and tag.`{CHECKPOINT_TAG}` = '{checkpoint_id}'"
-    found = client.search_model_versions(query)
+    query = f"name = '{_quote(model)}' and tag.`{CHECKPOINT_TAG}` = '{checkpoint.id}'"
+    source = checkpoint_source(checkpoint)
+    found = [
+        int(v.version)
+        for v in client.search_model_versions(query)
+        if v.source == source and v.tags.get(SHA256_TAG, checkpoint.sha256) == checkpoint.sha256
+    ]
     # Two processes may both have created one; the oldest is the one to keep using.
-    return min((int(v.version) for v in found), default=None)
+    return min(found, default=None)
 
 
 def checkpoint_source(checkpoint: CheckpointPublic) -> str:
@@ -111,7 +149,7 @@ def _create_version(client: Any, model: str, checkpoint: CheckpointPublic, run: 
         CHECKPOINT_TAG: str(checkpoint.id),
         "evalctl.run_id": str(run.id),
         "evalctl.step": str(checkpoint.step),
-        "evalctl.sha256": checkpoint.sha256,
+        SHA256_TAG: checkpoint.sha256,
     }
     created = client.create_model_version(
         model,

@@ -1,21 +1,22 @@
 """Alias routes: move an alias (write), get one, list them, show one's history.
 
-A move is mirrored in the service's own MLflow Model Registry first (`service.mlflow_registry`:
-the checkpoint's model version, checked against the storage roots, then the alias), so
-the two registries agree whoever moves it; the `version` a client sends is ignored. A move
-honours `Idempotency-Key`: a retried move records one event, not two, and moves nothing.
+A move goes through `service.promotion.move_alias`: the service's own MLflow Model Registry
+first (the checkpoint's model version, checked against the storage roots, then the alias),
+then evalctl's registry, so the two agree whoever moves it; the `version` a client sends is
+ignored. A move honours `Idempotency-Key`: a retried move records one event, not two, and
+moves nothing.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service import crud
 from service.api.auth import Reader, Writer
-from service.api.deps import AppSettings, ReadSession, WriteSession
+from service.api.deps import AppSettings, ReadSession
 from service.api.schemas import AliasName, AliasSet, IdempotencyKey, IdPath, IdQuery
-from service.mlflow_registry import mirror_alias_move
 from service.models import AliasesPublic, AliasEventPublic, AliasEventsPublic, AliasPublic
+from service.promotion import move_alias
 
 router = APIRouter(prefix="/aliases", tags=["aliases"])
 
@@ -33,36 +34,24 @@ def set_alias(
     name: AliasName,
     alias_in: AliasSet,
     principal: Writer,
-    read: ReadSession,
-    session: WriteSession,
+    request: Request,
     settings: AppSettings,
     idempotency_key: IdempotencyKey = None,
 ) -> AliasPublic:
     """Point an alias at a checkpoint, in MLflow too, and record the move (and token), once."""
-    version = alias_in.version
-    # A replay moves nothing, so it must not move MLflow's alias either (it may have moved
-    # on since). The mirror reads through `read`: no write lock is held while MLflow works.
-    if crud.alias_event_for_key(session=read, key=idempotency_key) is None:
-        version = mirror_alias_move(
-            session=read,
-            settings=settings,
-            experiment_id=experiment_id,
-            name=name,
-            checkpoint_id=alias_in.checkpoint_id,
-        )
-    row = crud.set_alias(
-        session=session,
+    return move_alias(
+        engine=request.app.state.engine,
+        write_engine=request.app.state.write_engine,
+        settings=settings,
         experiment_id=experiment_id,
         name=name,
         checkpoint_id=alias_in.checkpoint_id,
         actor=alias_in.actor,
         action=alias_in.action,
         gate=alias_in.gate,
-        version=version,
         token_id=principal.token_id,
         idempotency_key=idempotency_key,
     )
-    return AliasPublic.model_validate(row)
 
 
 @router.get("/{experiment_id}/{name}", response_model=AliasPublic)

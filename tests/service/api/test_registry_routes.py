@@ -174,6 +174,32 @@ def test_an_alias_move_is_mirrored_in_the_services_own_mlflow_registry(
     assert now.tags["evalctl.checkpoint_id"] == str(second["id"])
 
 
+def test_concurrent_alias_moves_leave_both_registries_on_one_checkpoint(
+    server: Server, admin: httpx.Client, experiment: dict, run: dict, checkpoint: dict
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlflow.tracking import MlflowClient
+
+    other = {"run_id": run["id"], "step": 40, "path": checkpoint["path"] + "-40"}
+    second = admin.post("/api/v1/checkpoints", json={**other, "sha256": "a" * 64}).json()
+    path = f"/api/v1/aliases/{experiment['id']}/production"
+    targets = [checkpoint["id"], second["id"]] * 3
+
+    def move(checkpoint_id: int) -> int:
+        with server.client(server.admin_token) as client:
+            return client.put(
+                path, json={"checkpoint_id": checkpoint_id, "actor": "ci"}
+            ).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert set(pool.map(move, targets)) == {200}
+    ours = admin.get(path).json()["checkpoint_id"]
+    mlflow = MlflowClient(tracking_uri=f"sqlite:///{server.home / 'mlflow.db'}")
+    theirs = mlflow.get_model_version_by_alias(experiment["name"], "production")
+    assert theirs.tags["evalctl.checkpoint_id"] == str(ours)
+
+
 def test_an_alias_cannot_point_at_a_checkpoint_outside_the_storage_roots(
     server: Server, admin: httpx.Client, experiment: dict, run: dict
 ) -> None:
