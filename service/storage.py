@@ -13,16 +13,20 @@ service) or a folder under `EVALCTL_HOME/mlartifacts`.
 
 Decision on serving promoted checkpoints: model versions keep a plain `file://` (or
 object-store) source, so MLflow clients on the server's machine or with access to the
-shared volume load them as before; what the service itself serves for a version
-(`/mlflow/model-versions/get-artifact`) is confined to the files under that source, each
-re-checked against the roots and the protected state files (`service.api.mlflow_scopes`).
-Serving checkpoints through an evalctl route instead is left for when checkpoints are
-uploaded rather than shared. This module does no I/O beyond resolving paths.
+shared volume load them as before; a file the service itself serves from a local folder
+(`/mlflow/model-versions/get-artifact`, a run's local artifacts) is opened here, not by
+MLflow (`open_served_file`): no symlink at the end, a regular file, and the open file
+itself checked to lie in the folder and not to be a protected file (by device and inode,
+so a hard link is caught too), so a runner that swaps a file between check and read on a
+shared volume gains nothing. This module does no I/O beyond resolving, opening and
+stat-ing paths.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -35,6 +39,19 @@ ARTIFACT_SCHEMES = ("mlflow-artifacts", "runs", "models")
 
 class StorageError(EvalctlError):
     """A location lies outside the storage roots (or would expose the server's files)."""
+
+
+class NoSuchFile(EvalctlError):
+    """A file to serve does not exist."""
+
+
+@dataclass(frozen=True)
+class ServedFile:
+    """A checked regular file, open read-only; whoever streams it closes `fd`."""
+
+    fd: int
+    size: int
+    mtime: float
 
 
 def storage_roots(settings: Settings) -> list[str]:
@@ -115,6 +132,50 @@ def confine_served_file(base: str, relative: str, settings: Settings) -> None:
         raise StorageError(f"'{relative}' is one of the server's own files")
 
 
+def open_served_file(
+    base: str, relative: str, settings: Settings, *, what: str = "model version source"
+) -> ServedFile:
+    """Open `relative` under a local `base` to serve it, checking the file actually opened."""
+    folder = Path(confine_checkpoint(base, settings, what=what))
+    target = _real(folder / relative)
+    if not (target == folder or target.is_relative_to(folder)):
+        raise StorageError(f"'{relative}' resolves outside the model version's folder")
+    return open_checked(target, folder=folder, settings=settings, shown=relative)
+
+
+def open_checked(path: Path, *, folder: Path, settings: Settings, shown: str) -> ServedFile:
+    """Open resolved `path` read-only if the file opened is regular, in `folder`, not protected.
+
+    The checks run on the open descriptor, so whatever `path` turns into after it was
+    resolved (a symlink: refused by O_NOFOLLOW; a folder on the way swapped for a symlink:
+    caught by the descriptor's own path; a hard link to the admin token: caught by inode)
+    is what is checked and then read.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # NONBLOCK: a FIFO must not hang us
+    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NoSuchFile(f"No such artifact: '{shown}'") from None
+    except OSError as exc:  # ELOOP: it became a symlink after it was resolved
+        raise StorageError(f"'{shown}' cannot be served ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ValueError(f"Artifact path refers to a directory, not a file: '{shown}'")
+        if not stat.S_ISREG(info.st_mode):
+            raise StorageError(f"'{shown}' is not a regular file")
+        opened = _real(Path(_fd_path(fd)))
+        if not opened.is_relative_to(folder):
+            raise StorageError(f"'{shown}' resolves outside the model version's folder")
+        if (info.st_dev, info.st_ino) in _protected_inodes(settings):
+            raise StorageError(f"'{shown}' is one of the server's own files")
+    except BaseException:
+        os.close(fd)
+        raise
+    return ServedFile(fd=fd, size=info.st_size, mtime=info.st_mtime)
+
+
 def is_local(location: str) -> bool:
     """Return whether a location names a file on this machine (a path or a file:// URI)."""
     return not _is_remote(location) and not _artifact_uri(location)
@@ -171,6 +232,30 @@ def _uri_inside(uri: str, root: str) -> bool:
 
 def _strictly_inside(path: Path, root: Path) -> bool:
     return path != root and path.is_relative_to(root)
+
+
+def _protected_inodes(settings: Settings) -> set[tuple[int, int]]:
+    found = set()
+    for path in protected_files(settings):
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        found.add((info.st_dev, info.st_ino))
+    return found
+
+
+def _fd_path(fd: int) -> str:
+    """Return the path of the file open as `fd` (Linux: /proc; macOS: F_GETPATH)."""
+    if os.path.isdir("/proc/self/fd"):
+        return os.path.realpath(f"/proc/self/fd/{fd}")
+    import fcntl
+
+    getpath = getattr(fcntl, "F_GETPATH", None)
+    if getpath is None:
+        raise StorageError("cannot check which file is open on this platform")
+    raw = fcntl.fcntl(fd, getpath, bytes(1024))
+    return os.fsdecode(raw.rstrip(b"\0"))
 
 
 def _real(path: Path) -> Path:

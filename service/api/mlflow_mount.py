@@ -14,13 +14,15 @@ than starlette's quadratic concatenation). So one process serves one MLflow back
 
 Auth comes first, by route (`service.api.mlflow_scopes` holds the table: reads and MLflow's
 read-only POSTs need `read`, telemetry `runner` or `write`, the Model Registry and deletes
-`write`, alias moves are refused since evalctl's registry owns them, unknown routes need
-`admin`); the body is only read once the token is accepted, then checked against the
-storage roots (artifact locations, model version sources, served files). MLflow's own Flask
-security middleware (Host-header allow-list against DNS rebinding, CORS) is switched off by
-default (`MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE=true` unless set): it would refuse
-runners that reach the server by a public host name, and every request here already
-carries a bearer token, which a rebinding or cross-origin page cannot supply.
+`write`, `evalctl.*` registry tags and alias moves `admin` (others get 409 for an alias
+move: evalctl's registry owns aliases), unknown routes `admin`); the body is only read once
+the token is accepted, then checked against the storage roots (artifact locations, model
+version sources, served files); a file served from a local folder (a model version's
+source) is streamed here from the descriptor that was checked, not opened again by MLflow.
+MLflow's own Flask security middleware (Host-header allow-list against DNS rebinding, CORS)
+is switched off by default (`MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE=true` unless set):
+it would refuse runners that reach the server by a public host name, and every request
+here already carries a bearer token, which a rebinding or cross-origin page cannot supply.
 The body-size limit of the service applies here too (raise `max_body_bytes` for large
 artifact uploads).
 """
@@ -41,7 +43,16 @@ from starlette.types import Receive, Scope, Send
 
 from service.api.auth import Need, Principal, authenticate, check
 from service.api.limits import bearer_token, send_json
-from service.api.mlflow_scopes import MIRROR, MIRROR_DETAIL, guard, guarded, route_need
+from service.api.mlflow_scopes import (
+    CHUNK_BYTES,
+    MIRROR,
+    MIRROR_DETAIL,
+    Download,
+    Requires,
+    guard,
+    guarded,
+    route_need,
+)
 from service.settings import Settings
 
 #: MLflow clients read `error_code` and `message`; evalctl clients read `detail`.
@@ -49,6 +60,7 @@ ERROR_CODES = {
     400: "INVALID_PARAMETER_VALUE",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
     409: "RESOURCE_CONFLICT",
 }
 
@@ -144,11 +156,14 @@ class MlflowMount:
         if isinstance(verdict, tuple):
             await _refuse(send, *verdict)
             return
-        if verdict is not None:
+        if isinstance(verdict, Download):
+            await _send_file(send, verdict, head=method == "HEAD")
+            return
+        if isinstance(verdict, Requires):
             try:
-                check(principal, verdict)
+                check(principal, verdict.need)
             except HTTPException as exc:
-                await _refuse(send, exc.status_code, str(exc.detail))
+                await _refuse(send, exc.status_code, f"{verdict.why}: {exc.detail}")
                 return
         await self._responder(self._wsgi, scope, body)(receive, send)
 
@@ -175,6 +190,23 @@ async def _refuse(send: Send, status: int, detail: str) -> None:
     code = ERROR_CODES.get(status, "PERMISSION_DENIED")
     body = {"detail": detail, "error_code": code, "message": detail}
     await send_json(send, status, body, headers)
+
+
+async def _send_file(send: Send, download: Download, *, head: bool) -> None:
+    """Stream a checked file from its open descriptor (its size as sent), then close it."""
+    fd, left = download.file.fd, download.file.size
+    try:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in download.headers]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        while left > 0 and not head:
+            chunk = await anyio.to_thread.run_sync(os.read, fd, min(left, CHUNK_BYTES))
+            if not chunk:
+                break  # truncated meanwhile: the client sees a short body, never other bytes
+            left -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        os.close(fd)
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from service.settings import Settings, StorageSettings
 from service.storage import (
+    NoSuchFile,
     StorageError,
     confine_artifact_location,
     confine_checkpoint,
     confine_model_source,
     confine_served_file,
+    open_checked,
+    open_served_file,
     storage_roots,
 )
 
@@ -101,3 +105,43 @@ def test_served_files_stay_in_the_folder(settings: Settings) -> None:
     for bad in ("leak", "../../../admin-token", "../../../evalctl.db"):
         with pytest.raises(StorageError):
             confine_served_file(str(folder), bad, settings)
+
+
+def test_served_files_are_checked_on_the_file_opened(settings: Settings) -> None:
+    home = settings.home_dir
+    folder = home / "runs" / "1" / "ckpt"
+    (folder / "model.safetensors").write_bytes(b"weights")
+    served = open_served_file(str(folder), "model.safetensors", settings)
+    try:
+        assert os.read(served.fd, 100) == b"weights" and served.size == 7
+    finally:
+        os.close(served.fd)
+    os.link(home / "admin-token", folder / "tokenizer.json")  # passes every path check
+    confine_served_file(str(folder), "tokenizer.json", settings)
+    with pytest.raises(StorageError, match="server's own files"):
+        open_served_file(str(folder), "tokenizer.json", settings)
+    os.mkfifo(folder / "pipe")  # opening it must not wait for a writer
+    with pytest.raises(StorageError, match="not a regular file"):
+        open_served_file(str(folder), "pipe", settings)
+    with pytest.raises(ValueError, match="directory"):
+        open_served_file(str(folder), ".", settings)
+    with pytest.raises(NoSuchFile):
+        open_served_file(str(folder), "missing.bin", settings)
+
+
+def test_a_file_swapped_after_it_was_resolved_is_refused(settings: Settings) -> None:
+    home = settings.home_dir
+    folder = home / "runs" / "1" / "ckpt"
+    (folder / "sub").mkdir()
+    (folder / "sub" / "weights.bin").write_text("mine")
+    other = home / "runs" / "2"  # another run's folder: no protected file, only elsewhere
+    other.mkdir(parents=True)
+    (other / "weights.bin").write_text("theirs")
+    resolved = [folder / "model.bin", folder / "sub" / "weights.bin"]  # what the check saw
+    # Then a runner on the shared volume swaps the file, or a folder on its way, for a link.
+    (folder / "model.bin").symlink_to(home / "admin-token")
+    (folder / "sub").rename(folder / "old-sub")
+    (folder / "sub").symlink_to(other)
+    for path in resolved:
+        with pytest.raises(StorageError, match=r"symbolic link|outside the model version"):
+            open_checked(path, folder=folder, settings=settings, shown=path.name)

@@ -4,6 +4,8 @@ Attacks from the security probe, through a real `evalctl serve` and real tokens:
 token taking over the MLflow Model Registry (defect 2), a read token reading server files
 through a promoted checkpoint (defect 1), a runner token pointing an experiment's artifact
 location at any folder (defect 6); and read tokens using MLflow's read-only POSTs (7).
+Review follow-ups: two run ids in one request, a hard link to the admin token in a
+checkpoint folder, planted `evalctl.*` tags and versions, GraphQL mutations in a GET body.
 """
 
 from __future__ import annotations
@@ -107,9 +109,12 @@ def test_mlflow_aliases_move_only_through_evalctl(
         # The same token still manages the rest of the Model Registry.
         created = writer.post(f"{M}/registered-models/create", json={"name": _name("m")})
         assert created.status_code == 200, created.text
+    folder = server.home / "runs" / _name("repair") / "checkpoint-1"
+    _store(server).create_model_version(model, folder.as_uri())
     with server.client(server.admin_token) as admin:  # admin may repair a drifted mirror
         repaired = admin.post(f"{M}/registered-models/alias", json=body)
-        assert repaired.status_code not in (401, 403, 409), repaired.text
+        assert repaired.status_code == 200, repaired.text
+    assert str(_store(server).get_model_version_by_alias(model, "production").version) == "1"
 
 
 def test_read_token_searches_with_mlflows_own_client(
@@ -297,3 +302,192 @@ def test_every_route_in_the_table_is_a_route_of_the_installed_mlflow() -> None:
         for entry in entries:
             method, _, path = entry.partition(" ")
             assert (method, path) in served, f"{need}: {entry} is not an MLflow route"
+
+
+def test_run_artifact_routes_check_the_run_mlflow_reads(server: Server, tmp_path: Path) -> None:
+    # A run of an experiment an older server accepted with an outside location.
+    outside = tmp_path / "outside-runs"
+    store = _store(server)
+    old = store.create_experiment(_name("old-loc"), artifact_location=outside.as_uri())
+    evil = store.create_run(old).info.run_id
+    (outside / evil / "artifacts").mkdir(parents=True)
+    (outside / evil / "artifacts" / "x.txt").write_text("outside-secret")
+    with server.client(server.make_token("runner", name="two-ids")) as runner:
+        local = str(server.home / "mlartifacts" / _name("local"))  # served by evalctl itself
+        body = {"name": _name("two-ids"), "artifact_location": local}
+        made = runner.post(f"{M}/experiments/create", json=body)
+        experiment_id = made.json()["experiment_id"]
+        created = runner.post(f"{M}/runs/create", json={"experiment_id": experiment_id})
+        allowed = created.json()["run"]["info"]["run_id"]
+        upload = "/mlflow/ajax-api/2.0/mlflow/upload-artifact"
+        put = runner.post(upload, params={"run_uuid": allowed, "path": "x.txt"}, content=b"in")
+        assert put.status_code == 200, put.text
+        # MLflow reads run_id before run_uuid here: the guard must check that run.
+        lists = (f"{M}/artifacts/list", "/mlflow/ajax-api/2.0/mlflow/artifacts/list")
+        for path in ("/mlflow/get-artifact", *lists):
+            params = {"run_id": evil, "run_uuid": allowed, "path": "x.txt"}
+            mixed = runner.get(path, params=params)
+            assert mixed.status_code in (400, 403), (path, mixed.text)
+            assert "outside-secret" not in mixed.text and "x.txt" not in mixed.text
+            same = runner.get(path, params={"run_id": allowed, "run_uuid": allowed})
+            assert same.status_code in (200, 400), same.text  # get-artifact wants a path
+        got = runner.get("/mlflow/get-artifact", params={"run_id": allowed, "path": "x.txt"})
+        assert got.status_code == 200 and got.content == b"in"
+        assert got.headers["content-disposition"] == "attachment; filename=x.txt"
+        # A GET without a query string: MLflow reads the run from the JSON body instead.
+        listed = runner.request("GET", f"{M}/artifacts/list", json={"run_id": evil})
+        assert listed.status_code == 403, listed.text
+        assert "files" not in listed.json() and "x.txt" not in listed.text
+        mine = runner.request("GET", f"{M}/artifacts/list", json={"run_id": allowed})
+        assert [f["path"] for f in mine.json()["files"]] == ["x.txt"]
+        # Uploads read run_uuid only.
+        params = {"run_id": allowed, "run_uuid": evil, "path": "evil.txt"}
+        assert runner.post(upload, params=params, content=b"payload").status_code in (400, 403)
+    assert not list(outside.rglob("evil.txt"))
+
+
+def test_model_version_files_are_served_by_evalctl_never_its_own_files(server: Server) -> None:
+    import os
+
+    folder = server.home / "runs" / _name("linked") / "checkpoint-1"
+    folder.mkdir(parents=True)
+    weights = os.urandom(300_000)  # several chunks
+    (folder / "model.safetensors").write_bytes(weights)
+    (folder / "notes.txt").write_text("plain")
+    # Same filesystem as EVALCTL_HOME: a hard link passes every path check.
+    os.link(server.home / "admin-token", folder / "tokenizer.json")
+    os.link(server.home / "mlflow.db", folder / "optimizer.pt")
+    (folder / "up").symlink_to(server.home)
+    store = _store(server)
+    model = _name("linked-model")
+    store.create_registered_model(model)
+    store.create_model_version(model, folder.as_uri())
+    get = "/mlflow/model-versions/get-artifact"
+    with server.client(server.make_token("read", name="link-reader")) as reader:
+        for path in ("tokenizer.json", "optimizer.pt", "up/admin-token", "%74okenizer.json"):
+            stolen = reader.get(get, params={"name": model, "version": "1", "path": path})
+            assert stolen.status_code == 403, (path, stolen.status_code)
+            assert server.admin_token not in stolen.text and "SQLite" not in stolen.text
+            head = reader.head(get, params={"name": model, "version": "1", "path": path})
+            assert head.status_code == 403
+        got = reader.get(get, params={"name": model, "version": "1", "path": "model.safetensors"})
+        assert got.status_code == 200, got.text[:200]
+        assert got.content == weights
+        # The same headers as MLflow's own download of the same file from a run.
+        writer = server.make_token("write", name="link-writer")
+        with server.client(writer) as client:
+            made = client.post(f"{M}/experiments/create", json={"name": _name("shape")})
+            body = {"experiment_id": made.json()["experiment_id"]}
+            run_id = client.post(f"{M}/runs/create", json=body).json()["run"]["info"]["run_id"]
+            for name, content in (("model.safetensors", weights[:1000]), ("notes.txt", b"plain")):
+                params = {"run_uuid": run_id, "path": name}
+                upload = client.post(
+                    "/mlflow/ajax-api/2.0/mlflow/upload-artifact", params=params, content=content
+                )
+                assert upload.status_code == 200, upload.text
+                theirs = client.get("/mlflow/get-artifact", params={"run_id": run_id, "path": name})
+                ours = reader.get(get, params={"name": model, "version": "1", "path": name})
+                assert ours.status_code == theirs.status_code == 200
+                for header in ("content-type", "content-disposition", "x-content-type-options"):
+                    assert ours.headers[header] == theirs.headers[header], header
+        assert ours.content == b"plain"
+        assert ours.headers["content-length"] == "5"
+        head = reader.head(get, params={"name": model, "version": "1", "path": "notes.txt"})
+        assert head.status_code == 200 and head.content == b""
+        folder_itself = reader.get(get, params={"name": model, "version": "1", "path": "up"})
+        assert folder_itself.status_code == 403
+        missing = reader.get(get, params={"name": model, "version": "1", "path": "nothing"})
+        assert missing.status_code == 404, missing.text
+
+
+def test_evalctl_tags_on_the_model_registry_need_admin(server: Server) -> None:
+    model = _name("tagged")
+    writer = server.client(server.make_token("write", name="tag-writer"))
+    created = writer.post(f"{M}/registered-models/create", json={"name": model})
+    assert created.status_code == 200, created.text
+    made = writer.post(f"{M}/experiments/create", json={"name": _name("tagged")})
+    body = {"experiment_id": made.json()["experiment_id"]}
+    run_id = writer.post(f"{M}/runs/create", json=body).json()["run"]["info"]["run_id"]
+    version = {"name": model, "source": f"runs:/{run_id}/model", "run_id": run_id}
+    tag = {"key": "evalctl.checkpoint_id", "value": "1"}
+    refused = [
+        ("POST", f"{M}/registered-models/create", {"name": _name("m"), "tags": [tag]}),
+        ("POST", f"{M}/registered-models/set-tag", {"name": model, **tag}),
+        ("DELETE", f"{M}/registered-models/delete-tag", {"name": model, "key": tag["key"]}),
+        ("POST", f"{M}/model-versions/create", {**version, "tags": [tag]}),
+        ("POST", f"{M}/model-versions/create", {**version, "tags": [{**tag, "key": "Evalctl.x"}]}),
+        ("POST", "/mlflow/ajax-api/2.0/mlflow/model-versions/create", {**version, "tags": [tag]}),
+    ]
+    for method, path, sent in refused:
+        response = writer.request(method, path, json=sent)
+        assert response.status_code == 403, (path, response.text)
+        assert "evalctl." in response.json()["message"]
+    assert _store(server).search_model_versions(f"name = '{model}'") == []
+    plain = writer.post(f"{M}/model-versions/create", json={**version, "tags": [{"key": "k"}]})
+    assert plain.status_code == 200, plain.text
+    number = plain.json()["model_version"]["version"]
+    on_version = {"name": model, "version": number, **tag}
+    assert writer.post(f"{M}/model-versions/set-tag", json=on_version).status_code == 403
+    drop = {"name": model, "version": number, "key": "evalctl.sha256"}
+    assert writer.request("DELETE", f"{M}/model-versions/delete-tag", json=drop).status_code == 403
+    assert (
+        writer.post(f"{M}/model-versions/set-tag", json={**on_version, "key": "k"}).status_code
+        == 200
+    )
+    writer.close()
+    with server.client(server.admin_token) as admin:
+        repaired = admin.post(f"{M}/model-versions/set-tag", json=on_version)
+        assert repaired.status_code == 200, repaired.text
+    assert _store(server).get_model_version(model, number).tags["evalctl.checkpoint_id"] == "1"
+
+
+def test_a_promotion_never_reuses_a_version_with_another_source(server: Server) -> None:
+    from service.mlflow_registry import CHECKPOINT_TAG
+
+    with server.client(server.admin_token) as admin:
+        experiment = admin.post("/api/v1/experiments", json={"name": _name("reuse")}).json()
+        run_in = {
+            "name": "r",
+            "experiment_id": experiment["id"],
+            "spec_text": "",
+            "spec_hash": "0" * 64,
+        }
+        run = admin.post("/api/v1/runs", json=run_in).json()
+        path = server.home / "runs" / str(run["id"]) / "checkpoint-7"
+        body = {"run_id": run["id"], "step": 7, "path": str(path), "sha256": "d" * 64}
+        checkpoint = admin.post("/api/v1/checkpoints", json=body).json()
+        # Versions pre-created for this checkpoint (as an older server let a write token do).
+        store = _store(server)
+        store.create_registered_model(experiment["name"])
+        elsewhere = (server.home / "runs" / _name("planted")).as_uri()
+        tags = {CHECKPOINT_TAG: str(checkpoint["id"]), "evalctl.sha256": "d" * 64}
+        store.create_model_version(experiment["name"], elsewhere, tags=tags)
+        wrong_hash = {**tags, "evalctl.sha256": "0" * 64}
+        store.create_model_version(experiment["name"], path.as_uri(), tags=wrong_hash)
+        alias = f"/api/v1/aliases/{experiment['id']}/production"
+        moved = admin.put(alias, json={"checkpoint_id": checkpoint["id"], "actor": "ci"})
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["version"] == 3
+        version = store.get_model_version_by_alias(experiment["name"], "production")
+        assert version.source == path.as_uri()
+        assert version.tags["evalctl.sha256"] == "d" * 64
+        # The version it made is the one later promotions of that checkpoint reuse.
+        staging = f"/api/v1/aliases/{experiment['id']}/staging"
+        again = admin.put(staging, json={"checkpoint_id": checkpoint["id"], "actor": "ci"})
+        assert again.status_code == 200 and again.json()["version"] == 3
+
+
+def test_graphql_over_get_is_checked_on_the_body_mlflow_reads(server: Server) -> None:
+    write = {"query": "mutation { deleteEverything }"}
+    search = 'mlflowSearchRuns(input: {experimentIds: ["0"]}) { runs { info { runId } } }'
+    read = {"query": "mutation { " + search + " }"}
+    with server.client(server.make_token("read", name="graphql-get")) as reader:
+        refused = reader.request("GET", "/mlflow/graphql", json=write)
+        assert refused.status_code == 403, refused.text
+        hidden = reader.request(
+            "GET", "/mlflow/graphql", params={"query": read["query"]}, json=write
+        )
+        assert hidden.status_code == 403, hidden.text
+        searched = reader.request("GET", "/mlflow/graphql", json=read)
+        assert searched.status_code == 200, searched.text
+        assert "mlflowSearchRuns" in searched.json()["data"]
