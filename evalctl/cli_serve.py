@@ -60,6 +60,13 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
+    if "*" in settings.server.dashboard_hosts():
+        print(
+            "evalctl: the dashboard answers to any Host header; set "
+            "EVALCTL_SERVER__TRUSTED_HOSTS to the names users reach it by (DNS rebinding)",
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(app, host=bind_host, port=bind_port, log_level="info")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
@@ -139,12 +140,29 @@ def private_file(path: Path) -> Path:
     """Create `path` empty with mode 0600 unless it exists; return it.
 
     For the embedded SQLite files: SQLite gives its -wal, -shm and -journal files the
-    mode of the database file, so they are private too. Any other failure is left for
-    SQLite to report when it opens the file.
+    mode of the database file, so they are private too. A database that an older evalctl
+    created group- or world-readable (and owned by this user) is made 0600 with its
+    sidecar files. Any other failure is left for SQLite to report when it opens the file.
     """
-    with suppress(OSError):
+    try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        for file in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDECARS)):
+            _make_private(file)
+    except OSError:
+        pass
     return path
+
+
+#: The files SQLite keeps beside a database.
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _make_private(path: Path) -> None:
+    with suppress(OSError):
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
 
 
 def get_settings() -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,11 +40,16 @@ def _assert_services(config: dict[str, Any]) -> None:
     assert service["environment"]["EVALCTL_DATABASE_URL"].startswith("postgresql://")
     assert "@postgres:5432/" in service["environment"]["EVALCTL_DATABASE_URL"]
     assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # Bound to 0.0.0.0, so the dashboard's trusted hosts are named, not "any".
+    assert "*" not in service["environment"]["EVALCTL_SERVER__TRUSTED_HOSTS"].split(",")
     for name in ("runner", "runner-gpu"):
         runner = services[name]
         assert runner["command"][:2] == ["runner", "start"]
         assert runner["environment"]["EVALCTL_URL"] == "http://evalctl:8080"
         assert "evalctl" in runner["depends_on"]
+        # The service accepts the checkpoints a runner writes under its --work-dir.
+        work_dir = runner["command"][runner["command"].index("--work-dir") + 1]
+        assert work_dir in json.loads(service["environment"]["EVALCTL_STORAGE__ROOTS"])
     assert services["runner"]["command"][2:4] == ["--labels", "cpu"]
     assert services["runner"].get("profiles") in (None, [])
     gpu = services["runner-gpu"]

@@ -42,6 +42,18 @@ def test_cli_creates_a_private_home_and_registry(tmp_path: Path) -> None:
     assert oct(mode(home / "evalctl.db")) == oct(0o600)
 
 
+def test_a_registry_an_older_evalctl_left_readable_is_made_private(tmp_path: Path) -> None:
+    home = tmp_path / "old"
+    with usual_umask():
+        assert evalctl("tokens", "list", home=home).returncode == 0
+        for name in ("evalctl.db", "evalctl.db-wal"):
+            if (home / name).exists():
+                (home / name).chmod(0o644)  # as evalctl created them before this fix
+        done = evalctl("tokens", "list", home=home)
+    assert done.returncode == 0, done.stderr
+    assert oct(mode(home / "evalctl.db")) == oct(0o600)
+
+
 def test_serve_keeps_every_database_file_private(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with usual_umask():
