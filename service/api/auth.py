@@ -6,11 +6,16 @@ checked by `service.queue.authenticate_token` (only hashes are stored). Scopes:
 
 | token scope | may use                                                                |
 |-------------|------------------------------------------------------------------------|
-| `read`      | every GET                                                              |
+| `read`      | every `/api/v1` GET                                                    |
 | `write`     | read + create/update runs, checkpoints, evaluations, aliases; jobs     |
 | `runner`    | read + record runs, checkpoints, evaluations (runners report results) + |
 |             | claim/heartbeat/log/finish jobs, register/heartbeat runners            |
 | `admin`     | everything, including token management                                 |
+
+`/mlflow` grants by MLflow route, not by method (`service.api.mlflow_scopes`: read-only
+routes need `read`, telemetry `runner` or `write`, the Model Registry and deletes `write`,
+alias moves and unlisted routes `admin`). `service.api.limits.TokenFirst` authenticates
+every `/api/v1` request before its body is read and leaves the principal for `require`.
 
 A runner token cannot enqueue or cancel jobs, move aliases or manage tokens: a stolen
 runner token can report results, not decide what runs or what is promoted. A runner is

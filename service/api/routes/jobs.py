@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from service import queue
 from service.api.auth import Reader, RunnerToken, Writer, check_runner
@@ -50,8 +50,8 @@ def enqueue_job(
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Queue a job (recording which token queued it); 422 if its spec does not load."""
-    from fastapi import HTTPException
-
+    # Imported here: the spec loader validates evaluator configs through the evaluator
+    # plugins, which the API does not load at start-up.
     from service.spec_loader import SpecError, load_spec_text
 
     try:  # the files it names are on the runners' machines: check the text, not the paths
