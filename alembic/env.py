@@ -53,6 +53,11 @@ def _options(is_sqlite: bool) -> dict[str, Any]:
         "compare_type": True,
         "render_as_batch": is_sqlite,
         "render_item": _render_item,
+        # Alembic assumes SQLite cannot roll back DDL and commits after each migration;
+        # it can (SQLAlchemy emits our BEGIN), and one transaction under BEGIN IMMEDIATE
+        # is what makes processes that start at once migrate once: a second one waits for
+        # the lock and then reads the head, never a revision halfway up.
+        "transactional_ddl": True,
     }
 
 

@@ -77,6 +77,25 @@ def test_local_registry_migrates_on_first_use_unless_told_not_to(db_url: str) ->
     assert is_up_to_date(db_url)
 
 
+def test_an_upgrade_that_fails_half_way_leaves_the_database_as_it_was(db_url: str) -> None:
+    # A table in the way of migration 0003 makes the upgrade fail after 0001 and 0002 ran.
+    # The whole upgrade is one transaction (on SQLite too), so nothing of it stays; that
+    # is also what lets processes that start at once wait for each other and migrate once.
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE api_token (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    try:
+        upgrade(db_url)
+    except sa.exc.DBAPIError:
+        pass
+    else:
+        raise AssertionError("the upgrade should have failed on the api_token table")
+    assert current_revision(db_url) is None
+    tables, _ = tables_and_enums(db_url)
+    assert "experiment" not in tables and "alembic_version" not in tables
+
+
 def test_processes_starting_at_once_migrate_once(db_url: str) -> None:
     code = "import sys; from service.local import LocalRegistry; LocalRegistry(sys.argv[1])"
     workers = [
