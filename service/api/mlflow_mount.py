@@ -43,16 +43,8 @@ from starlette.types import Receive, Scope, Send
 
 from service.api.auth import Need, Principal, authenticate, check
 from service.api.limits import bearer_token, send_json
-from service.api.mlflow_scopes import (
-    CHUNK_BYTES,
-    MIRROR,
-    MIRROR_DETAIL,
-    Download,
-    Requires,
-    guard,
-    guarded,
-    route_need,
-)
+from service.api.mlflow_guard import CHUNK_BYTES, Download, Requires, guard, guarded
+from service.api.mlflow_scopes import MIRROR, MIRROR_DETAIL, route_need
 from service.settings import Settings
 
 #: MLflow clients read `error_code` and `message`; evalctl clients read `detail`.
