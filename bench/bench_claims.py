@@ -3,7 +3,8 @@
 Two workloads, each with 8 runner threads in one process and with 8 runner processes:
 polling an empty queue for `--seconds` (what idle runners cost the database: every poll
 re-queues expired leases and runs the `FOR UPDATE SKIP LOCKED` pick), and draining a
-queue of `--jobs` jobs (every job claimed exactly once; checked). Each runner opens one
+queue of `--jobs` jobs (every job claimed exactly once, checked, and finished before the
+runner claims again, as a runner does). Each runner opens one
 session per claim, as the API does per request. The database is a temporary one on
 127.0.0.1:5432, dropped afterwards.
 """
@@ -43,6 +44,13 @@ def runner_loop(url: str, runner_id: int, deadline: float | None) -> list[int]:
                 session=session, runner_id=runner_id, labels=["bench"], gpus=1, lease_seconds=600
             )
             got.append(-1 if job is None else int(job.id or 0))
+            if job is not None:  # as a runner does: a claim hands back a job it still holds
+                queue.finish_job(
+                    session=session,
+                    job_id=int(job.id or 0),
+                    runner_id=runner_id,
+                    status="succeeded",
+                )
         if deadline is None and job is None:
             return got
         if deadline is not None and time.perf_counter() >= deadline:

@@ -1,11 +1,16 @@
 """The runner agent (`evalctl runner start`): pull jobs from `evalctl serve` and run them.
 
 Owns the runner's side of the queue protocol: register (which binds the runner's name to
-its token), long-poll claim, a lease thread that renews the lease every third of its
-length (`lease_seconds`, or the shorter lease the service granted), ships log lines and reads
-`cancel_requested`, then finishing the job as succeeded, failed (with the reason) or
-cancelled. A train job runs `runners.run.execute_run` in this process through a
-`RemoteRegistry`; an eval job runs `runners.evaluate.evaluate_recorded`.
+its token and gives back any job an earlier run of this agent still held), long-poll
+claim, a lease thread that renews the lease every third of its length (`lease_seconds`,
+or the shorter lease the service granted), ships log lines and reads `cancel_requested`,
+then finishing the job as succeeded, failed (with the reason) or cancelled. The lease
+comes first: a log batch is retried for a third of the lease at most, then waits, under
+the same batch key, for the next ship (so no line is lost nor stored twice); an outcome
+the service did not answer is sent again, under the same key, before the next claim, and
+one it refused is logged (the runner keeps going). A train job runs
+`runners.run.execute_run` in this process through a `RemoteRegistry`; an eval job runs
+`runners.evaluate.evaluate_recorded`.
 
 Storage is shared (NFS or similar, mounted at the same path everywhere):
 - a job's spec text is the one queued (a copy goes to `WORK/jobs/<id>/spec.yaml`), but
@@ -13,9 +18,11 @@ Storage is shared (NFS or similar, mounted at the same path everywhere):
   submitted from, which runners must see at the same path; or use absolute paths;
 - checkpoints go to `WORK/runs/<run id>/checkpoints` and the registry records those
   paths, so runners that should resume each other's jobs need the same `--work-dir`.
-Delivery is at-least-once: a runner that dies stops heartbeating, its lease expires, the
-job is queued again and the next runner resumes the job's run from its last recorded
-checkpoint (verified by sha256; re-recording a checkpoint is idempotent).
+Delivery is at-least-once: a runner that dies stops heartbeating, its lease expires (or
+it is given back at once when the runner starts again under its name), the job is queued
+again and the next runner resumes the job's run from its last recorded checkpoint
+(verified by sha256; re-recording a checkpoint is idempotent). One runner runs one job at
+a time: the service answers its claim with the job it still holds, if any.
 It does not schedule or match labels (the service does) nor train (`runners.run`).
 """
 
@@ -27,6 +34,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +44,7 @@ from service.errors import EvalctlError
 from service.jobs_client import JobsClient
 from service.models import JobPublic, RunPublic
 from service.queue import LeaseError
-from service.remote import ApiClient, RemoteRegistry
+from service.remote import ApiClient, RemoteRegistry, ServiceUnavailableError
 
 log = logging.getLogger("evalctl.runner")
 #: The run tag that ties a run to the job that created it (found again after a re-queue).
@@ -105,6 +113,10 @@ class Lease:
         self.cancelled = False
         self.lost = False
         self.run_id: int | None = job.run_id  # the run this job created or resumes
+        #: Seconds between heartbeats, and the most a log batch is retried before it waits.
+        self.every = granted_lease(job, agent.config.lease_seconds) / 3
+        self._batch: tuple[str, list[str]] | None = None  # (key, lines) not yet stored
+        self._shipping = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"lease-{job.id}", daemon=True)
 
@@ -115,21 +127,47 @@ class Lease:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
-        self.ship()
+        self.flush()
 
-    def ship(self) -> None:
-        """Send queued log lines (kept for the next try if the service is away)."""
-        lines = self.shipper.take()
-        if not lines or self.lost:
-            return
-        try:
-            self.agent.jobs.append_logs(
-                job_id=self.job.id, runner_id=self.agent.runner_id, lines=lines
-            )
-        except LeaseError:
-            self._lose()
-        except EvalctlError as exc:
-            log.warning("could not ship %d log lines of job %s: %s", len(lines), self.job.id, exc)
+    def ship(self) -> bool:
+        """Send one batch of queued log lines; return False if the service did not take it.
+
+        A batch not taken within `every` seconds is kept and sent again, under the same
+        batch key, by the next ship (the service stores a batch once, however often sent).
+        """
+        with self._shipping:
+            if self.lost:
+                return True
+            if self._batch is None:
+                lines = self.shipper.take()
+                if not lines:
+                    return True
+                self._batch = (uuid.uuid4().hex, lines)
+            key, lines = self._batch
+            try:
+                self.agent.jobs.append_logs(
+                    job_id=self.job.id,
+                    runner_id=self.agent.runner_id,
+                    lines=lines,
+                    batch_key=key,
+                    retry_for=self.every,
+                )
+            except LeaseError:
+                self._lose()
+            except ServiceUnavailableError as exc:
+                n, job_id = len(lines), self.job.id
+                log.warning("could not ship %d log lines of job %s yet: %s", n, job_id, exc)
+                return False
+            except (EvalctlError, ValueError) as exc:  # refused: sending it again cannot help
+                n, job_id = len(lines), self.job.id
+                log.error("the service refused %d log lines of job %s: %s", n, job_id, exc)
+            self._batch = None
+            return True
+
+    def flush(self) -> None:
+        """Ship every queued line, until none is left or the service does not take one."""
+        while (self._batch is not None or self.shipper.lines) and self.ship():
+            pass
 
     def beat(self) -> None:
         """Renew the lease; a cancel request or a lost lease sets `stop`."""
@@ -155,13 +193,15 @@ class Lease:
         self.stop.set()
 
     def _loop(self) -> None:
-        every = granted_lease(self.job, self.agent.config.lease_seconds) / 3
+        every = self.every
         next_beat = time.monotonic() + every
         while not self._done.wait(min(1.0, every)):
-            self.ship()
+            # The lease before the logs: a failing batch (retried for `every` s at most)
+            # then delays a heartbeat by a third of the lease, never past its end.
             if time.monotonic() >= next_beat and not self.lost:
                 self.beat()
                 next_beat = time.monotonic() + every
+            self.ship()
 
 
 def granted_lease(job: JobPublic, asked: float) -> float:
@@ -173,6 +213,18 @@ def granted_lease(job: JobPublic, asked: float) -> float:
     return min(asked, granted) if granted > 0 else asked
 
 
+@dataclass
+class Outcome:
+    """A job's outcome as reported; one the service did not answer is sent again as is."""
+
+    job_id: int
+    status: str
+    reason: str | None
+    run_id: int | None
+    retryable: bool
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)  # its Idempotency-Key
+
+
 class Agent:
     """One runner: registers, claims jobs one at a time and runs them to an outcome."""
 
@@ -182,6 +234,8 @@ class Agent:
         self.jobs = JobsClient(ApiClient(url, token, retry_for=retry_for))
         self.registry = RemoteRegistry(url, token, retry_for=retry_for)
         self.runner_id = 0
+        #: The last outcome the service did not answer, sent again before the next claim.
+        self.unreported: Outcome | None = None
 
     def serve(self) -> int:
         """Register, then run jobs until interrupted (or one job, or none, with `once`)."""
@@ -194,6 +248,7 @@ class Agent:
         )  # fmt: skip
         done = 0
         while True:
+            self.report_unreported()
             job = self.jobs.claim(
                 runner_id=self.runner_id,
                 labels=cfg.labels,
@@ -202,7 +257,7 @@ class Agent:
                 wait=cfg.poll_wait,
             )
             if job is None:
-                self.jobs.runner_heartbeat(runner_id=self.runner_id, current_job_id=None)
+                self._alive(current_job_id=None)
                 if cfg.once:
                     log.info("no job for this runner within %g s", cfg.poll_wait)
                     return done
@@ -210,12 +265,13 @@ class Agent:
             self.run_job(job)
             done += 1
             if cfg.once:
+                self.report_unreported()
                 return done
 
     def run_job(self, job: JobPublic) -> str:
         """Run one claimed job and report its outcome; return the final status sent."""
         log.info("job %s: %s, attempt %s of %s", job.id, job.kind, job.attempts, job.max_attempts)
-        self.jobs.runner_heartbeat(runner_id=self.runner_id, current_job_id=job.id)
+        self._alive(current_job_id=job.id)
         shipper = LogShipper()
         root = logging.getLogger()
         root.addHandler(shipper)
@@ -235,8 +291,19 @@ class Agent:
             self._finish(lease, status, reason, retryable=retryable)
         finally:
             root.removeHandler(shipper)
-            self.jobs.runner_heartbeat(runner_id=self.runner_id, current_job_id=None)
+            self._alive(current_job_id=None)
         return status
+
+    def report_unreported(self) -> None:
+        """Send again, under its key, the last outcome the service did not answer (if any)."""
+        if self.unreported is not None:
+            self._report(self.unreported)
+
+    def _alive(self, *, current_job_id: int | None) -> None:
+        try:
+            self.jobs.runner_heartbeat(runner_id=self.runner_id, current_job_id=current_job_id)
+        except EvalctlError as exc:  # only the runner listing shows it: not worth dying for
+            log.warning("runner heartbeat failed: %s", exc)
 
     def _failure(self, exc: Exception, lease: Lease) -> tuple[str, str, bool]:
         from runners.run import RunCancelled, failure_reason
@@ -254,18 +321,31 @@ class Agent:
         if lease.lost:
             log.warning("job %s: lease lost; not reporting (another runner has it)", job.id)
             return
-        lease.ship()
+        lease.flush()
+        self._report(Outcome(job.id, status, reason, lease.run_id, retryable))
+
+    def _report(self, outcome: Outcome) -> None:
+        self.unreported = None
         try:
             self.jobs.finish(
-                job_id=job.id,
+                job_id=outcome.job_id,
                 runner_id=self.runner_id,
-                status=status,
-                failure_reason=reason,
-                run_id=lease.run_id,
-                retryable=retryable,
+                status=outcome.status,
+                failure_reason=outcome.reason,
+                run_id=outcome.run_id,
+                retryable=outcome.retryable,
+                finish_key=outcome.key,
             )
-        except LeaseError as exc:
-            log.warning("job %s: could not report %s: %s", job.id, status, exc)
+        except ServiceUnavailableError as exc:
+            log.warning(
+                "job %s: the service did not answer the %s report (%s); sending it again "
+                "before the next claim", outcome.job_id, outcome.status, exc,
+            )  # fmt: skip
+            self.unreported = outcome
+        except (EvalctlError, ValueError) as exc:
+            # Refused (the lease ended, another runner has the job, a 422): sending it
+            # again cannot help, and the runner must live on to run the next job.
+            log.warning("job %s: could not report %s: %s", outcome.job_id, outcome.status, exc)
 
     def _execute(self, job: JobPublic, lease: Lease, shipper: LogShipper) -> None:
         from rich.console import Console

@@ -8,14 +8,15 @@ open sessions or engines (`service.db`, `service.local`).
 
 Writes that a remote client may retry take an `idempotency_key` (the request's
 `Idempotency-Key`, None locally): it is stored on the row the write creates (unique), so
-a retry finds that row and returns it instead of writing again; the same key with a
-different request raises `IdempotencyKeyReused` (422).
+a retry finds that row and returns it instead of writing again, even when the two race
+(`insert_once`, which the queue's enqueue uses too); the same key with a different
+request raises `IdempotencyKeyReused` (422).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import func
@@ -71,6 +72,40 @@ def replayed(*, session: Session, model: Any, key: str | None, expect: dict[str,
     return row
 
 
+def insert_once(
+    *,
+    session: Session,
+    model: type[T],
+    key: str | None,
+    expect: dict[str, Any],
+    write: Callable[[], T],
+) -> T:
+    """Run `write` (it adds the row that stores `key`) and commit it, once per `key`.
+
+    A row an earlier request with `key` wrote is returned without writing. A concurrent
+    retry that commits first breaks the key's unique index at this commit: that is rolled
+    back and the retry's row returned. Another request under the key: `IdempotencyKeyReused`.
+    """
+    existing = replayed(session=session, model=model, key=key, expect=expect)
+    if existing is not None:
+        session.commit()  # ends a write transaction the caller began
+        return existing
+    try:
+        row = write()
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        existing = replayed(session=session, model=model, key=key, expect=expect)
+        if existing is None:
+            raise
+        return existing
+    except BaseException:
+        session.rollback()
+        raise
+    session.refresh(row)
+    return row
+
+
 # --- experiments -----------------------------------------------------------------------
 
 
@@ -110,22 +145,13 @@ def create_run(*, session: Session, run_in: RunCreate, idempotency_key: str | No
     _get(session, Experiment, run_in.experiment_id)
     expect = {"experiment_id": run_in.experiment_id, "name": run_in.name}
     expect["spec_hash"] = run_in.spec_hash
-    existing = replayed(session=session, model=Run, key=idempotency_key, expect=expect)
-    if existing is not None:
-        return existing
-    run = Run.model_validate(run_in, update={"idempotency_key": idempotency_key})
-    session.add(run)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        # A concurrent retry with this key committed first: answer with its row.
-        existing = replayed(session=session, model=Run, key=idempotency_key, expect=expect)
-        if existing is None:
-            raise
-        return existing
-    session.refresh(run)
-    return run
+
+    def write() -> Run:
+        run = Run.model_validate(run_in, update={"idempotency_key": idempotency_key})
+        session.add(run)
+        return run
+
+    return insert_once(session=session, model=Run, key=idempotency_key, expect=expect, write=write)
 
 
 def get_run(*, session: Session, run_id: int) -> Run:
@@ -248,10 +274,8 @@ def record_evaluation(
         name: getattr(evaluation, name)
         for name in ("checkpoint_id", "evaluator", "config_hash", "status", "n_examples")
     }
-    existing = replayed(session=session, model=Evaluation, key=idempotency_key, expect=expect)
-    if existing is not None:
-        return existing
-    try:
+
+    def write() -> Evaluation:
         session.add(evaluation)
         session.flush()
         if examples:
@@ -267,19 +291,11 @@ def record_evaluation(
             ]
             # One Core executemany on the table: the ORM bulk path costs ~3x more per row.
             session.execute(EvalExample.__table__.insert(), rows)  # type: ignore[attr-defined]
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        # A concurrent retry with this key committed first: answer with its row.
-        existing = replayed(session=session, model=Evaluation, key=idempotency_key, expect=expect)
-        if existing is None:
-            raise
-        return existing
-    except BaseException:
-        session.rollback()
-        raise
-    session.refresh(evaluation)
-    return evaluation
+        return evaluation
+
+    return insert_once(
+        session=session, model=Evaluation, key=idempotency_key, expect=expect, write=write
+    )
 
 
 def get_evaluation(*, session: Session, evaluation_id: int) -> Evaluation:

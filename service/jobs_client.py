@@ -4,8 +4,10 @@
 as `RemoteRegistry` (`service.remote.ApiClient`: retries, mapped errors; a lease lost is a
 `LeaseError`). Each write carries its own `Idempotency-Key`, so a retried enqueue queues
 one job, a retried claim gets back the job the lost answer held, and a retried finish or
-log batch has one effect. It returns `*Public` models and holds no queue logic: leases,
-re-queueing and label matching happen in the service (`service.queue`).
+log batch has one effect; a caller that sends a finish or a log batch again later (after
+the transport gave up) passes the same key itself. It returns `*Public` models and holds
+no queue logic: leases, re-queueing and label matching happen in the service
+(`service.queue`).
 """
 
 from __future__ import annotations
@@ -96,10 +98,29 @@ class JobsClient:
         body = {"runner_id": runner_id, "lease_seconds": lease_seconds}
         return JobPublic.model_validate(self.api.send("POST", f"/jobs/{job_id}/heartbeat", body))
 
-    def append_logs(self, *, job_id: int, runner_id: int, lines: Sequence[str]) -> None:
-        """Append lines to the job's log."""
+    def append_logs(
+        self,
+        *,
+        job_id: int,
+        runner_id: int,
+        lines: Sequence[str],
+        batch_key: str | None = None,
+        retry_for: float | None = None,
+    ) -> None:
+        """Append lines to the job's log (once per `batch_key`, also when sent again later).
+
+        `retry_for` caps how long this batch is retried (and each try waits), so that a
+        failing batch does not hold up the caller's heartbeats.
+        """
         body = {"runner_id": runner_id, "lines": list(lines)}
-        self.api.send("POST", f"/jobs/{job_id}/logs", body)
+        self.api.call(
+            "POST",
+            f"/jobs/{job_id}/logs",
+            body=body,
+            idempotency_key=batch_key,
+            retry_for=retry_for,
+            timeout=retry_for,
+        )
 
     def set_run(self, *, job_id: int, runner_id: int, run_id: int) -> JobPublic | None:
         """Record the run a job created or resumes; None if the service has no such route."""
@@ -120,8 +141,12 @@ class JobsClient:
         failure_reason: str | None = None,
         run_id: int | None = None,
         retryable: bool = False,
+        finish_key: str | None = None,
     ) -> JobPublic:
-        """Record the job's outcome (a retryable failure with attempts left is re-queued)."""
+        """Record the job's outcome (a retryable failure with attempts left is re-queued).
+
+        Sending it again later with the same `finish_key` is answered as the first was.
+        """
         body: dict[str, Any] = {
             "runner_id": runner_id,
             "status": status,
@@ -129,4 +154,6 @@ class JobsClient:
             "run_id": run_id,
             "retryable": retryable,
         }
-        return JobPublic.model_validate(self.api.send("POST", f"/jobs/{job_id}/finish", body))
+        path = f"/jobs/{job_id}/finish"
+        response = self.api.call("POST", path, body=body, idempotency_key=finish_key)
+        return JobPublic.model_validate(response.json())

@@ -11,15 +11,19 @@ so concurrent claimers never wait on each other nor take the same row; on SQLite
 write runs under `BEGIN IMMEDIATE`, one writer at a time. A runner keeps its lease alive
 with `heartbeat_job`; only the lease holder may heartbeat, log or finish a job. A lease
 that has expired but was not yet re-queued is still the holder's: nobody else has the job.
+A runner runs one job at a time: its claim while it holds a job returns that job (lease
+renewed, no attempt counted), so a claim whose answer was lost for good strands nothing,
+and registering again (the agent restarted) gives the jobs it held back to the queue.
 
 Retries are safe. A write that a remote client may send twice takes the request's
 `Idempotency-Key` and stores it: `enqueue_job` on the job (a retry returns that job),
 `claim_job` as the job's `claim_key` while the lease lasts (a retried claim by the same
 runner gets the job it already holds, with no second attempt counted), `finish_job` as
-`finish_key` (a retried finish returns the finished job instead of a lease error) and
-`append_job_logs` on the batch's first line (a retried batch adds nothing). A runner is
-bound to the token that registered it (`runner.token_id`); the API refuses the runner
-protocol for a runner id of another token (`service.api.auth.check_runner`).
+`finish_key` (a retried finish returns the finished job instead of a lease error, until
+the job's next claim clears the key) and `append_job_logs` on the batch's first line (a
+retried batch adds nothing). A runner is bound to the token that registered it
+(`runner.token_id`); the API refuses the runner protocol for a runner id of another
+token (`service.api.auth.check_runner`).
 This module does not open sessions or engines (`service.db`) nor check scopes (the API).
 """
 
@@ -37,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from service.crud import IdempotencyKeyReused, replayed
+from service.crud import IdempotencyKeyReused, insert_once
 from service.db import IMMEDIATE
 from service.errors import EvalctlError, NotFoundError, unknown_name
 from service.models import (
@@ -177,24 +181,14 @@ def enqueue_job(*, session: Session, job_in: JobCreate, idempotency_key: str | N
         _get(session, Run, job_in.run_id)
     fields = ("kind", "spec_text", "spec_path", "payload", "gpus", "labels", "max_attempts")
     expect = {name: getattr(job_in, name) for name in fields}
+
+    def write() -> Job:
+        job = Job.model_validate(job_in, update={"idempotency_key": idempotency_key})
+        session.add(job)
+        return job
+
     _begin_write(session)
-    existing = replayed(session=session, model=Job, key=idempotency_key, expect=expect)
-    if existing is not None:
-        session.commit()
-        return existing
-    job = Job.model_validate(job_in, update={"idempotency_key": idempotency_key})
-    session.add(job)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        # A concurrent retry with this key committed first: answer with its job.
-        existing = replayed(session=session, model=Job, key=idempotency_key, expect=expect)
-        if existing is None:
-            raise
-        return existing
-    session.refresh(job)
-    return job
+    return insert_once(session=session, model=Job, key=idempotency_key, expect=expect, write=write)
 
 
 def get_job(*, session: Session, job_id: int) -> Job:
@@ -289,8 +283,10 @@ def claim_job(
 ) -> Job | None:
     """Lease the oldest queued job this runner can run; None when there is none.
 
-    With `claim_key`, a claim whose answer was lost can be retried: if this runner still
-    holds the job that claim took, that job comes back (lease renewed, no new attempt).
+    A runner runs one job at a time, so while it holds one (the answer of the claim that
+    took it was lost, even after every retry) its claims get that job back, lease renewed
+    and no attempt counted; a held job whose cancel was asked is cancelled instead. A
+    `claim_key` that another runner's claim holds raises `IdempotencyKeyReused`.
     """
     if lease_seconds <= 0:
         raise ValueError(f"lease_seconds must be positive, not {lease_seconds}")
@@ -298,9 +294,12 @@ def claim_job(
         now = utcnow()
         _begin_write(session)
         try:
-            _requeue_expired(session, now)
             job = _claimed(session, runner_id=runner_id, claim_key=claim_key)
+            if job is None or job.cancel_requested:
+                # Before re-queueing expired leases: one this runner holds is still its own.
+                job = _held(session, runner_id=runner_id, now=now)
             if job is None:
+                _requeue_expired(session, now)
                 job = _pick(session, labels=list(labels), gpus=gpus)
                 if job is None:
                     session.commit()
@@ -310,6 +309,7 @@ def claim_job(
                 job.attempts += 1
                 job.started_at = now
                 job.claim_key = claim_key
+                job.finish_key = None  # a new lease: the last one's finish is no answer to it
             job.lease_expires_at = now + timedelta(seconds=lease_seconds)
             session.add(job)
             session.commit()
@@ -350,7 +350,8 @@ def finish_job(
     """Record a job's outcome; a retryable failure with attempts left goes back to the queue.
 
     A retry with the `finish_key` of the finish that ended the lease returns the job as
-    that finish left it, instead of a lease error.
+    that finish left it, instead of a lease error, until the job is claimed again: then
+    the retry is a `LeaseError` naming the new holder, as any finish of an ended lease.
     """
     if status not in JOB_FINAL_STATUSES:
         raise ValueError(f"status must be one of {', '.join(JOB_FINAL_STATUSES)}, not {status!r}")
@@ -360,7 +361,8 @@ def finish_job(
     if finish_key is not None:
         done: Job = _get_locked(session, Job, job_id)
         if done.finish_key == finish_key:
-            # This finish committed before and its answer was lost: answer again.
+            # This finish committed before and its answer was lost: answer again. The key
+            # is cleared by the next claim, so `runner_id` is still the one that finished.
             if done.runner_id != runner_id:
                 session.rollback()
                 raise IdempotencyKeyReused(
@@ -427,6 +429,9 @@ def register_runner(
 ) -> Runner:
     """Register a runner; registering a known name again updates its labels and GPUs.
 
+    An agent registers when it starts, before it runs anything: jobs its runner still
+    holds (the agent died or restarted) are given back at once, as an expired lease is
+    (re-queued; failed when out of attempts; cancelled if asked), not left to expire.
     With `token_id`, the runner is bound to that token: a name another live token
     registered is refused (`RunnerNameTaken`); one bound to a revoked or expired token,
     or to none (registered before runners were bound), is taken over.
@@ -449,6 +454,8 @@ def register_runner(
         row.sqlmodel_update({"labels": runner_in.labels, "gpus": runner_in.gpus})
         row.status, row.current_job_id, row.last_heartbeat_at = "idle", None, utcnow()
         session.add(row)
+        if row.id is not None:
+            _give_back(session, runner_id=row.id, why=f"runner {name} restarted")
         try:
             session.commit()
         except IntegrityError:
@@ -588,17 +595,48 @@ def _requeue_expired(session: Session, now: datetime) -> int:
     )
     rows = session.exec(query).all()
     for job in rows:
-        job.lease_owner = job.lease_expires_at = job.claim_key = None
-        if job.cancel_requested:
-            job.status, job.finished_at = "cancelled", now
-        elif job.attempts < job.max_attempts:
-            job.status = "queued"
-        else:
-            job.status, job.finished_at = "failed", now
-            job.failure_reason = f"lease expired {job.attempts} times"
+        _release(job, now, failure=f"lease expired {job.attempts} times")
         session.add(job)
     session.flush()
     return len(rows)
+
+
+def _release(job: Job, now: datetime, *, failure: str) -> None:
+    """End a lease that its holder will not finish: cancel the job if that was asked,
+    else queue it again, or fail it with `failure` when it is out of attempts."""
+    job.lease_owner = job.lease_expires_at = job.claim_key = None
+    if job.cancel_requested:
+        job.status, job.finished_at = "cancelled", now
+    elif job.attempts < job.max_attempts:
+        job.status = "queued"
+    else:
+        job.status, job.finished_at = "failed", now
+        job.failure_reason = failure
+
+
+def _held(session: Session, *, runner_id: int, now: datetime) -> Job | None:
+    """Return, locked, the job `runner_id` holds (its lease may have expired, if nobody
+    re-queued it yet); a held job whose cancel was asked is cancelled, not returned."""
+    query = (
+        select(Job)
+        .where(Job.status == "running", Job.lease_owner == runner_id)
+        .order_by(col(Job.id))
+    )
+    for job in session.exec(_locking(query)).all():
+        if not job.cancel_requested:
+            return job
+        _release(job, now, failure="cancelled")
+        session.add(job)
+    return None
+
+
+def _give_back(session: Session, *, runner_id: int, why: str) -> None:
+    """Release every job `runner_id` holds, inside the caller's transaction."""
+    query = select(Job).where(Job.status == "running", Job.lease_owner == runner_id)
+    now = utcnow()
+    for job in session.exec(_locking(query)).all():
+        _release(job, now, failure=f"{why} during attempt {job.attempts} of {job.max_attempts}")
+        session.add(job)
 
 
 def _pick(session: Session, *, labels: list[str], gpus: int) -> Job | None:

@@ -1,18 +1,22 @@
 """The registry over HTTP: `RemoteRegistry` implements `Registry` against `evalctl serve`.
 
 `ApiClient` owns the transport: bearer token, JSON in and out, retries and error mapping.
-Connection errors, timeouts and 500/502/503/504 are retried with exponential backoff for
-up to `retry_for` seconds (default 60, `EVALCTL_RETRY_SECONDS`), so a runner survives a
-service restart mid-job. Retrying a write is safe: every write (any method but GET)
-carries an `Idempotency-Key` made once per call and sent again on each retry of it, and
-the service stores it with the row the write creates, so a write whose answer was lost
-(the service died after committing, a proxy dropped the answer) is not applied twice:
-the retry gets the first answer. Answers map to the exceptions `LocalRegistry` raises:
-404 -> `NotFoundError` with the server's message, 401/403 -> `EvalctlError("token
-rejected: ...")`, 409 -> `LeaseError` when the lease is the conflict, else
-`EvalctlError`, 422 -> `ValueError`. `open_registry()` picks the transport from the
-settings. Jobs and runners are not part of `Registry`: `service.jobs_client` speaks that
-protocol.
+Connection errors, timeouts and 502/503/504 (the service is down, restarting, or behind a
+gateway that cannot reach it) are retried with exponential backoff for up to `retry_for`
+seconds (default 60, `EVALCTL_RETRY_SECONDS`; a call may ask for less), so a runner
+survives a service restart mid-job. A 500 is a bug in the service, not an outage: a read
+(GET, HEAD) that gets one fails at once with the service's message, and a write is sent
+at most `WRITE_500_RETRIES` more times (it may have committed before failing to answer).
+Retrying a write is safe: every write (any method but GET and HEAD) carries an
+`Idempotency-Key` made once per call and sent again on each retry of it, and the service
+stores it with the row the write creates, so a write whose answer was lost (the service
+died after committing, a proxy dropped the answer) is not applied twice: the retry gets
+the first answer. Answers map to the exceptions `LocalRegistry` raises: 404 ->
+`NotFoundError` with the server's message, 401/403 -> `EvalctlError("token rejected:
+...")`, 409 -> `LeaseError` when the lease is the conflict, else `EvalctlError`, 422 ->
+`ValueError`, and a service that stays away -> `ServiceUnavailableError`.
+`open_registry()` picks the transport from the settings. Jobs and runners are not part of
+`Registry`: `service.jobs_client` speaks that protocol.
 """
 
 from __future__ import annotations
@@ -61,10 +65,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("evalctl.remote")
 API_PREFIX = "/api/v1"
-#: Answers worth waiting out: the service failed, is restarting or overloaded (or a proxy
-#: in front of it is). A 500 may be a request that committed and then failed to answer;
-#: the idempotency key makes its retry harmless.
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
+#: Answers worth waiting out: the service is restarting or overloaded, or a gateway in
+#: front of it cannot reach it.
+RETRY_STATUSES = frozenset({502, 503, 504})
+#: Methods that read: never retried on a 500, and sent without an idempotency key.
+READ_METHODS = frozenset({"GET", "HEAD"})
+#: How many times a write answered 500 is sent again: it may have committed before the
+#: service failed to answer (its idempotency key makes that harmless), but a 500 that
+#: persists is a bug whose message the caller should see, not a wait.
+WRITE_500_RETRIES = 2
 #: The header that carries a write's idempotency key.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -100,10 +109,12 @@ class ApiClient:
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
+        retry_for: float | None = None,
     ) -> httpx.Response:
         """Send one request, retrying while the service is unreachable; raise mapped errors.
 
         A write carries `idempotency_key` (a fresh one if None), the same on every retry.
+        `retry_for` overrides the client's retry budget for this call.
         """
         query = {k: v for k, v in (params or {}).items() if v is not None}
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
@@ -113,10 +124,12 @@ class ApiClient:
         headers: dict[str, str] = {}
         if content is not None:
             headers["Content-Type"] = "application/json"
-        if method.upper() != "GET":
+        reads = method.upper() in READ_METHODS
+        if not reads:
             headers[IDEMPOTENCY_HEADER] = idempotency_key or uuid.uuid4().hex
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.25
+        budget = self.retry_for if retry_for is None else retry_for
+        deadline = time.monotonic() + budget
+        delay, errors = 0.25, 0  # errors: answers 500 so far
         while True:
             try:
                 response = self._http.request(
@@ -125,13 +138,18 @@ class ApiClient:
             except httpx.TransportError as exc:
                 problem = f"cannot reach {self.url}: {type(exc).__name__}: {exc}"
             else:
-                if response.status_code not in RETRY_STATUSES:
+                status = response.status_code
+                if status == 500:
+                    errors += 1
+                    if reads or errors > WRITE_500_RETRIES:
+                        _raise_for(response)
+                elif status not in RETRY_STATUSES:
                     _raise_for(response)
                     return response
-                problem = f"{self.url} answered {response.status_code}: {_detail(response)}"
+                problem = f"{self.url} answered {status}: {_detail(response)}"
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ServiceUnavailableError(f"{problem} (gave up after {self.retry_for:g} s)")
+                raise ServiceUnavailableError(f"{problem} (gave up after {budget:g} s)")
             log.warning("%s; retrying in %.1f s", problem, min(delay, left))
             time.sleep(min(delay, left))
             delay = min(delay * 2, 8.0)

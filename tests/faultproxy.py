@@ -6,7 +6,9 @@ requests: the first N that match (after `skip` more) are forwarded (so the servi
 the work and commits), then their answer is lost: the connection is closed without a response
 (`answer="drop"`, what a client sees when a proxy or the service dies mid-answer) or
 replaced by a status such as 504 or 500. `after` runs between the two (e.g. to SIGKILL the
-service). A target that cannot be reached is answered 502, as a real gateway would.
+service). With `forward=False` the request never reaches the service: it is answered at
+once (a gateway in front of a service that is down). A target that cannot be reached is
+answered 502, as a real gateway would.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Rule:
     answer: str | int
     after: Callable[[], None] | None = None
     skip: int = 0
+    forward: bool = True
     matched: int = 0
     hits: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -50,6 +53,11 @@ class Rule:
                 return False
             self.hits += 1
             return True
+
+    def stop(self) -> None:
+        """Lose no more answers (the fault is over)."""
+        with self.lock:
+            self.times = self.hits
 
 
 class FaultProxy:
@@ -81,9 +89,10 @@ class FaultProxy:
         answer: str | int = "drop",
         after: Callable[[], None] | None = None,
         skip: int = 0,
+        forward: bool = True,
     ) -> Rule:
         """Lose the answer of `times` requests to `path` (a regex, full match) after `skip`."""
-        rule = Rule(method.upper(), path, times, answer, after, skip)
+        rule = Rule(method.upper(), path, times, answer, after, skip, forward)
         self.rules.append(rule)
         return rule
 
@@ -113,6 +122,9 @@ class FaultProxy:
                 rule = next((r for r in proxy.rules if r.take(self.command, path)), None)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
                 headers["Accept-Encoding"] = "identity"
+                if rule is not None and not rule.forward:
+                    self._lose(rule, path)
+                    return
                 try:
                     upstream = proxy._upstream.request(
                         self.command, self.path, content=body, headers=headers
@@ -129,6 +141,9 @@ class FaultProxy:
                     return
                 if rule.after is not None:
                     rule.after()
+                self._lose(rule, path)
+
+            def _lose(self, rule: Rule, path: str) -> None:
                 if rule.answer == "drop":
                     proxy.seen.append((self.command, path, 0))
                     self.close_connection = True

@@ -137,8 +137,12 @@ def test_claims_are_first_in_first_out_and_lease_the_job(engine: Engine) -> None
     assert (first.status, first.lease_owner, first.attempts) == ("running", 7, 1)
     assert first.started_at is not None and first.lease_expires_at is not None
     assert timedelta(seconds=25) < first.lease_expires_at - utcnow() <= timedelta(seconds=30)
-    assert [claim(engine).id, claim(engine).id] == [jobs[1].id, jobs[2].id]
-    assert claim(engine) is None
+    # Other runners (a runner that holds a job gets that job back: see below).
+    assert [claim(engine, runner_id=8).id, claim(engine, runner_id=9).id] == [
+        jobs[1].id,
+        jobs[2].id,
+    ]
+    assert claim(engine, runner_id=10) is None
 
 
 def test_runner_gets_only_jobs_its_labels_and_gpus_allow(engine: Engine) -> None:
@@ -148,13 +152,13 @@ def test_runner_gets_only_jobs_its_labels_and_gpus_allow(engine: Engine) -> None
     both = enqueue(engine, labels=["a100", "nvlink"], gpus=4)
 
     cpu_box = {"labels": ["cpu"], "gpus": 1}
-    assert claim(engine, **cpu_box).id == anywhere.id
-    assert claim(engine, **cpu_box) is None
+    assert claim(engine, runner_id=1, **cpu_box).id == anywhere.id
+    assert claim(engine, runner_id=2, **cpu_box) is None
     big = {"labels": ["a100", "nvlink", "x"], "gpus": 2}
-    assert claim(engine, **big).id == needs_a100.id
-    assert claim(engine, **big).id == needs_two.id
-    assert claim(engine, **big) is None  # `both` wants 4 GPUs
-    assert claim(engine, labels=["nvlink", "a100"], gpus=8).id == both.id
+    assert claim(engine, runner_id=3, **big).id == needs_a100.id
+    assert claim(engine, runner_id=4, **big).id == needs_two.id
+    assert claim(engine, runner_id=5, **big) is None  # `both` wants 4 GPUs
+    assert claim(engine, runner_id=6, labels=["nvlink", "a100"], gpus=8).id == both.id
 
 
 def test_sqlite_scan_reaches_a_matching_job_behind_many_others(engine: Engine) -> None:
@@ -250,7 +254,7 @@ def test_cancel_queued_at_once_and_running_by_request(engine: Engine) -> None:
     queued, running = running, queued
     cancelled = call(engine, queue.cancel_job, job_id=queued.id)
     assert (cancelled.status, cancelled.finished_at is not None) == ("cancelled", True)
-    assert claim(engine) is None
+    assert claim(engine, runner_id=2) is None
 
     asked = call(engine, queue.cancel_job, job_id=running.id)
     assert (asked.status, asked.cancel_requested) == ("running", True)
@@ -350,12 +354,79 @@ def test_a_retried_claim_returns_the_job_it_took_without_a_new_attempt(engine: E
     assert claim(engine, runner_id=1, claim_key="k-claim").id == spare.id
 
 
-def test_a_claim_key_whose_lease_expired_claims_afresh(engine: Engine) -> None:
-    job = enqueue(engine)
-    claim(engine, runner_id=1, lease_seconds=0.05, claim_key="k-late")
+def test_a_claim_retried_after_its_lease_expired_gets_the_job_back(engine: Engine) -> None:
+    job = enqueue(engine, labels=["a"])
+    claim(engine, runner_id=1, labels=["a"], lease_seconds=0.05, claim_key="k-late")
+    time.sleep(0.1)  # the lease expired, but nobody re-queued the job yet: still runner 1's
+    again = claim(engine, runner_id=1, labels=["a"], claim_key="k-late")
+    assert (again.id, again.attempts, again.lease_owner) == (job.id, 1, 1)
+    assert again.lease_expires_at > utcnow() + timedelta(seconds=50)  # renewed
+    # Once another claim re-queued the expired job, the lease really ended: a retry of the
+    # claim that took it is a new claim, and taking the job again counts an attempt.
+    claim(engine, runner_id=1, labels=["a"], lease_seconds=0.05, claim_key="k-late")
     time.sleep(0.1)
-    again = claim(engine, runner_id=1, claim_key="k-late")
-    assert again.id == job.id and again.attempts == 2
+    assert claim(engine, runner_id=2, labels=["b"]) is None  # re-queues it, cannot take it
+    assert call(engine, queue.get_job, job_id=job.id).status == "queued"
+    last = claim(engine, runner_id=1, labels=["a"], claim_key="k-late")
+    assert (last.id, last.attempts) == (job.id, 2)
+
+
+def test_a_runner_that_claims_again_gets_the_job_it_holds(engine: Engine) -> None:
+    """A claim whose answer was lost for good (the client gave up; its next claim has a
+    new key) must not strand the job until its lease expires, nor cost an attempt."""
+    job, spare = enqueue(engine), enqueue(engine)
+    first = claim(engine, runner_id=1, lease_seconds=30, claim_key="k-lost")
+    again = claim(engine, runner_id=1, lease_seconds=60, claim_key="k-next")
+    assert (again.id, again.attempts, again.lease_owner) == (job.id, 1, 1)
+    assert again.lease_expires_at > first.lease_expires_at
+    assert claim(engine, runner_id=1).id == job.id  # no key at all: the same
+    assert call(engine, queue.get_job, job_id=spare.id).status == "queued"
+    # Expired but not yet re-queued: still this runner's job, no attempt counted.
+    claim(engine, runner_id=1, lease_seconds=0.05)
+    time.sleep(0.1)
+    late = claim(engine, runner_id=1)
+    assert (late.id, late.attempts) == (job.id, 1)
+    # Another runner still gets the next job.
+    assert claim(engine, runner_id=2).id == spare.id
+    # Once it is finished, the runner's next claim takes a new job.
+    call(engine, queue.finish_job, job_id=job.id, runner_id=1, status="succeeded")
+    assert claim(engine, runner_id=1) is None
+
+
+def test_a_held_job_whose_cancel_was_asked_is_cancelled_not_handed_back(engine: Engine) -> None:
+    job, spare = enqueue(engine), enqueue(engine)
+    claim(engine, runner_id=1, claim_key="k-cancel")
+    call(engine, queue.cancel_job, job_id=job.id)
+    assert claim(engine, runner_id=1, claim_key="k-cancel").id == spare.id  # a retry: the same
+    cancelled = call(engine, queue.get_job, job_id=job.id)
+    assert (cancelled.status, cancelled.lease_owner) == ("cancelled", None)
+
+
+def test_a_runner_registering_again_gives_back_the_jobs_it_held(engine: Engine) -> None:
+    """An agent that restarts registers again: its jobs go back to the queue at once
+    (or fail, out of attempts), instead of waiting out their leases."""
+    _, token = call(engine, queue.create_token, name="r", scopes=["runner"])
+    register = partial(call, engine, queue.register_runner, labels=[], gpus=1, token_id=token.id)
+    box, other = register(name="box"), register(name="other")
+    retried = enqueue(engine, max_attempts=2)
+    assert claim(engine, runner_id=box.id, lease_seconds=600).id == retried.id
+    kept = enqueue(engine)
+    assert claim(engine, runner_id=other.id).id == kept.id
+    register(name="box")
+    back = call(engine, queue.get_job, job_id=retried.id)
+    assert (back.status, back.lease_owner, back.attempts) == ("queued", None, 1)
+    assert call(engine, queue.get_job, job_id=kept.id).lease_owner == other.id  # not its job
+    # A runner takes it again as its second attempt; another restart fails it.
+    assert claim(engine, runner_id=box.id).attempts == 2
+    register(name="box")
+    failed = call(engine, queue.get_job, job_id=retried.id)
+    assert failed.status == "failed" and failed.finished_at is not None
+    assert failed.failure_reason == "runner box restarted during attempt 2 of 2"
+    asked = enqueue(engine)
+    claim(engine, runner_id=box.id)
+    call(engine, queue.cancel_job, job_id=asked.id)
+    register(name="box")
+    assert call(engine, queue.get_job, job_id=asked.id).status == "cancelled"
 
 
 def test_a_retried_finish_returns_the_finished_job(engine: Engine) -> None:
@@ -369,6 +440,29 @@ def test_a_retried_finish_returns_the_finished_job(engine: Engine) -> None:
         finish(runner_id=1, status="failed")
     with pytest.raises(IdempotencyKeyReused, match="for runner 1, not runner 2"):
         finish(runner_id=2, status="succeeded", finish_key="k-finish")
+
+
+def test_a_finish_retried_after_another_runner_took_the_job_is_a_lease_error(
+    engine: Engine,
+) -> None:
+    """Runner 1's retryable failure committed but its answer was lost; runner 2 took the
+    job again before runner 1's retry (same key) arrived. The retry must not finish
+    runner 2's lease nor be blamed on runner 2: it is told it no longer holds the lease."""
+    job = enqueue(engine, max_attempts=3)
+    claim(engine, runner_id=1)
+    finish = partial(call, engine, queue.finish_job, job_id=job.id)
+    first = finish(runner_id=1, status="failed", retryable=True, finish_key="fA")
+    assert first.status == "queued"
+    assert finish(runner_id=1, status="failed", retryable=True, finish_key="fA") == first
+    assert claim(engine, runner_id=2).id == job.id
+    with pytest.raises(LeaseError, match=r"runner 1 does not hold .*leased to runner 2"):
+        finish(runner_id=1, status="failed", retryable=True, finish_key="fA")
+    running = call(engine, queue.get_job, job_id=job.id)
+    assert (running.status, running.lease_owner, running.attempts) == ("running", 2, 2)
+    done = finish(runner_id=2, status="succeeded", finish_key="fB")
+    assert finish(runner_id=2, status="succeeded", finish_key="fB") == done
+    with pytest.raises(IdempotencyKeyReused, match=r"finished job \d+ for runner 2, not runner 1"):
+        finish(runner_id=1, status="succeeded", finish_key="fB")
 
 
 def test_a_retried_log_batch_is_appended_once(engine: Engine) -> None:
@@ -415,6 +509,9 @@ def test_eight_threads_claim_every_job_exactly_once(engine: Engine) -> None:
             while (job := claim(engine, runner_id=runner_id)) is not None:
                 with lock:
                     claimed.append(job.id)
+                # A runner runs one job at a time: it finishes it before claiming again.
+                call(engine, queue.finish_job, job_id=job.id, runner_id=runner_id,
+                     status="succeeded")  # fmt: skip
         except BaseException as exc:
             errors.append(exc)
 
@@ -426,7 +523,7 @@ def test_eight_threads_claim_every_job_exactly_once(engine: Engine) -> None:
     assert errors == []
     assert sorted(claimed) == sorted(ids)
     rows, _ = call(engine, queue.list_jobs, limit=None)
-    assert {(r.status, r.attempts) for r in rows} == {("running", 1)}
+    assert {(r.status, r.attempts) for r in rows} == {("succeeded", 1)}
 
 
 WORKER = """
@@ -444,6 +541,8 @@ while True:
         if job is None:
             break
         got.append(job.id)
+        queue.finish_job(session=session, job_id=job.id, runner_id=int(sys.argv[2]),
+                         status="succeeded")
 print(json.dumps(got))
 """
 

@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from service.jobs_client import JobsClient
-from service.models import CheckpointCreate, EvaluationCreate, JobCreate, RunCreate
-from service.remote import ApiClient, RemoteRegistry
+from service.models import CheckpointCreate, EvaluationCreate, JobCreate, RunCreate, RunnerPublic
+from service.queue import LeaseError
+from service.remote import ApiClient, RemoteRegistry, ServiceUnavailableError
 from tests.faultproxy import FaultProxy, fault_proxy
 from tests.helpers import evalctl, write_tiny_spec
 from tests.service.api.conftest import JOB_SPEC_TEXT, Server
@@ -117,14 +118,21 @@ def test_alias_move_whose_answer_is_dropped_records_one_event(
     assert [(e.checkpoint_id, e.previous_checkpoint_id) for e in history] == [(checkpoint.id, None)]
 
 
+def runner_and_job(
+    server: Server, proxy: FaultProxy, admin: httpx.Client, name: str, *, retry_for: float
+) -> tuple[JobsClient, RunnerPublic, dict]:
+    """A runner that talks through the proxy, and a job only it can take."""
+    jobs = JobsClient(ApiClient(proxy.url, server.make_token("runner"), retry_for=retry_for))
+    runner = jobs.register_runner(name=name, labels=[f"pool-{name}"], gpus=1)
+    body = {"kind": "train", "spec_text": JOB_SPEC_TEXT, "labels": [f"pool-{name}"], "gpus": 1}
+    return jobs, runner, admin.post("/api/v1/jobs", json=body).json()
+
+
 def test_lost_claim_answer_gives_the_runner_its_job_on_retry(
     server: Server, proxy: FaultProxy, admin: httpx.Client, unique_name: str
 ) -> None:
     label = f"pool-{unique_name}"
-    jobs = JobsClient(ApiClient(proxy.url, server.make_token("runner"), retry_for=30))
-    runner = jobs.register_runner(name=unique_name, labels=[label], gpus=1)
-    body = {"kind": "train", "spec_text": JOB_SPEC_TEXT, "labels": [label], "gpus": 1}
-    queued = admin.post("/api/v1/jobs", json=body).json()
+    jobs, runner, queued = runner_and_job(server, proxy, admin, unique_name, retry_for=30)
     lost = proxy.fail("POST", "/api/v1/jobs/claim")
     job = jobs.claim(runner_id=runner.id, labels=[label], gpus=1, lease_seconds=60, wait=0)
     assert lost.hits == 1 and proxy.count("POST", "/api/v1/jobs/claim") == 2
@@ -133,9 +141,25 @@ def test_lost_claim_answer_gives_the_runner_its_job_on_retry(
     # The runner that got the answer holds the lease: it heartbeats and finishes it.
     beat = jobs.heartbeat(job_id=job.id, runner_id=runner.id, lease_seconds=60)
     assert beat.lease_owner == runner.id
-    assert jobs.claim(runner_id=runner.id, labels=[label], gpus=1, lease_seconds=60, wait=0) is None
     done = jobs.finish(job_id=job.id, runner_id=runner.id, status="succeeded")
     assert (done.status, done.attempts) == ("succeeded", 1)
+    assert jobs.claim(runner_id=runner.id, labels=[label], gpus=1, lease_seconds=60, wait=0) is None
+
+
+def test_a_claim_the_client_gave_up_on_is_handed_back_by_its_next_claim(
+    server: Server, proxy: FaultProxy, admin: httpx.Client, unique_name: str
+) -> None:
+    label = f"pool-{unique_name}"
+    jobs, runner, queued = runner_and_job(server, proxy, admin, unique_name, retry_for=1)
+    lost = proxy.fail("POST", "/api/v1/jobs/claim", times=10**6)
+    with pytest.raises(ServiceUnavailableError):  # every answer lost: the client gives up
+        jobs.claim(runner_id=runner.id, labels=[label], gpus=1, lease_seconds=60, wait=0)
+    assert lost.hits >= 2
+    lost.stop()
+    # Its next claim (a new key) gets the job the lost claims took, as the same attempt.
+    job = jobs.claim(runner_id=runner.id, labels=[label], gpus=1, lease_seconds=60, wait=0)
+    assert job is not None and job.id == queued["id"]
+    assert (job.status, job.lease_owner, job.attempts) == ("running", runner.id, 1)
 
 
 def test_retried_logs_and_finish_have_one_effect(
@@ -167,6 +191,36 @@ def test_retried_logs_and_finish_have_one_effect(
         )
     assert again.status_code == 409 and "does not hold the lease" in again.json()["detail"]
     assert admin.get(f"/api/v1/jobs/{job.id}").json()["status"] == "succeeded"
+
+
+def test_a_finish_retried_after_another_runner_took_the_job_is_a_lease_error(
+    server: Server, proxy: FaultProxy, admin: httpx.Client, unique_name: str
+) -> None:
+    """Runner 1 reports a retryable failure; the job is re-queued and runner 2 takes it
+    before runner 1's retry (the answer was lost) arrives. The retry is told it lost the
+    lease (409: what the agent expects), not refused as a reused key (422)."""
+    label = f"pool-{unique_name}"
+    token = server.make_token("runner")
+    first = JobsClient(ApiClient(proxy.url, token, retry_for=30))
+    second = JobsClient(ApiClient(server.base, token))
+    one = first.register_runner(name=f"{unique_name}-1", labels=[label], gpus=1)
+    two = second.register_runner(name=f"{unique_name}-2", labels=[label], gpus=1)
+    body = {"kind": "train", "spec_text": JOB_SPEC_TEXT, "labels": [label], "max_attempts": 3}
+    queued = admin.post("/api/v1/jobs", json=body).json()
+    job = first.claim(runner_id=one.id, labels=[label], gpus=1, lease_seconds=60, wait=0)
+    assert job is not None and job.id == queued["id"]
+    taken: list[int] = []
+
+    def second_runner_claims() -> None:
+        claimed = second.claim(runner_id=two.id, labels=[label], gpus=1, lease_seconds=60, wait=0)
+        taken.append(claimed.id if claimed is not None else 0)
+
+    lost = proxy.fail("POST", rf"/api/v1/jobs/{job.id}/finish", after=second_runner_claims)
+    with pytest.raises(LeaseError, match=f"leased to runner {two.id}"):
+        first.finish(job_id=job.id, runner_id=one.id, status="failed", retryable=True)
+    assert lost.hits == 1 and taken == [job.id]
+    now = admin.get(f"/api/v1/jobs/{job.id}").json()
+    assert (now["status"], now["lease_owner"], now["attempts"]) == ("running", two.id, 2)
 
 
 def test_a_key_reused_for_another_request_is_refused(
