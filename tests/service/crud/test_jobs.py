@@ -1,4 +1,5 @@
-"""The control plane on SQLite and Postgres: API tokens, the leased job queue, runners."""
+"""The leased job queue on SQLite and Postgres: claims, leases, retries, cancels, logs, and
+concurrent claimers (threads and processes)."""
 
 from __future__ import annotations
 
@@ -7,127 +8,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session
 
-from service import crud, queue
-from service.crud import IdempotencyKeyReused
-from service.db import get_engine, upgrade
+from service import crud
+from service.crud import IdempotencyKeyReused, LeaseError
+from service.crud.jobs import _SCAN_BATCH
 from service.errors import EvalctlError, NotFoundError
-from service.models import (
-    ApiTokenPublic,
-    Job,
-    JobCreate,
-    JobLogPublic,
-    JobPublic,
-    RunCreate,
-    RunnerPublic,
-    utcnow,
-)
-from service.queue import LeaseError, RunnerNameTaken
+from service.models import Job, JobCreate, RunCreate, utcnow
+from tests.service.crud.helpers import call, claim, enqueue
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    """A migrated, empty database per test: claims take any job, so queues must not mix."""
-    upgrade(db_url)
-    yield get_engine(db_url)
-
-
-def call(engine: Engine, fn: Callable[..., Any], **kwargs: Any) -> Any:
-    """Run one data-access call in its own session, as one API request would."""
-    with Session(engine) as session:
-        result = fn(session=session, **kwargs)
-        return _public(result)
-
-
-def _public(result: Any) -> Any:
-    kinds = {"Job": JobPublic, "ApiToken": ApiTokenPublic, "Runner": RunnerPublic}
-    kinds["JobLog"] = JobLogPublic
-    if isinstance(result, list):
-        return [_public(item) for item in result]
-    if isinstance(result, tuple):
-        return tuple(_public(item) for item in result)
-    model = kinds.get(type(result).__name__)
-    return model.model_validate(result) if model is not None else result
-
-
-def enqueue(engine: Engine, **kwargs: Any) -> JobPublic:
-    fields: dict[str, Any] = {"kind": "train", "spec_text": "name: x\n"} | kwargs
-    return call(engine, queue.enqueue_job, job_in=JobCreate(**fields))
-
-
-def claim(engine: Engine, runner_id: int = 1, **kwargs: Any) -> JobPublic | None:
-    fields: dict[str, Any] = {"labels": [], "gpus": 1, "lease_seconds": 60.0} | kwargs
-    return call(engine, queue.claim_job, runner_id=runner_id, **fields)
-
-
-# --- tokens ----------------------------------------------------------------------------
-
-
-def test_token_authenticates_and_only_its_hash_is_stored(engine: Engine) -> None:
-    plain, row = call(engine, queue.create_token, name="ci", scopes=["read", "write"])
-    assert plain.startswith("evk_") and len(plain) > 40
-    assert row.prefix == plain[:8]
-    assert "token_hash" not in ApiTokenPublic.model_fields
-    with engine.connect() as conn:
-        stored = conn.execute(text("SELECT * FROM api_token")).mappings().one()
-    assert plain not in json.dumps({k: str(v) for k, v in stored.items()})
-    assert stored["token_hash"] == queue.hash_token(plain) != plain
-
-    found = call(engine, queue.authenticate_token, plain=plain)
-    assert found is not None and found.id == row.id and found.scopes == ["read", "write"]
-    assert found.last_used_at is not None
-    assert call(engine, queue.authenticate_token, plain=plain + "x") is None
-    assert call(engine, queue.authenticate_token, plain="") is None
-
-
-def test_last_used_at_is_written_at_most_once_a_minute(engine: Engine) -> None:
-    plain, _ = call(engine, queue.create_token, name="ci", scopes=["read"])
-    first = call(engine, queue.authenticate_token, plain=plain).last_used_at
-    assert call(engine, queue.authenticate_token, plain=plain).last_used_at == first
-    with engine.begin() as conn:  # pretend the last use was two minutes ago
-        old = first - timedelta(minutes=2)
-        conn.execute(text("UPDATE api_token SET last_used_at = :t"), {"t": old})
-    assert call(engine, queue.authenticate_token, plain=plain).last_used_at > first
-
-
-def test_revoked_and_expired_tokens_do_not_authenticate(engine: Engine) -> None:
-    plain, row = call(engine, queue.create_token, name="a", scopes=["admin"])
-    past = utcnow() - timedelta(seconds=1)
-    expired, _ = call(engine, queue.create_token, name="b", scopes=["read"], expires_at=past)
-    future = utcnow() + timedelta(days=1)
-    live, _ = call(engine, queue.create_token, name="c", scopes=["runner"], expires_at=future)
-    assert call(engine, queue.count_tokens) == 3
-    assert call(engine, queue.count_tokens, active_only=True) == 2
-
-    revoked = call(engine, queue.revoke_token, token_id=row.id)
-    assert revoked.revoked_at is not None
-    assert call(engine, queue.authenticate_token, plain=plain) is None
-    assert call(engine, queue.authenticate_token, plain=expired) is None
-    assert call(engine, queue.authenticate_token, plain=live) is not None
-    assert call(engine, queue.count_tokens, active_only=True) == 1
-    assert [t.name for t in call(engine, queue.list_tokens)] == ["a", "b", "c"]
-    with pytest.raises(NotFoundError, match="api token 999 not found"):
-        call(engine, queue.revoke_token, token_id=999)
-
-
-def test_unknown_scope_is_refused_with_the_choices(engine: Engine) -> None:
-    with pytest.raises(EvalctlError, match=r"Unknown scope 'wirte'\. Did you mean 'write'\?"):
-        call(engine, queue.create_token, name="x", scopes=["wirte"])
-    assert call(engine, queue.count_tokens) == 0
-
-
-# --- claiming --------------------------------------------------------------------------
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_claims_are_first_in_first_out_and_lease_the_job(engine: Engine) -> None:
@@ -163,7 +59,7 @@ def test_runner_gets_only_jobs_its_labels_and_gpus_allow(engine: Engine) -> None
 
 def test_sqlite_scan_reaches_a_matching_job_behind_many_others(engine: Engine) -> None:
     with Session(engine) as session:
-        for _ in range(queue._SCAN_BATCH + 5):
+        for _ in range(_SCAN_BATCH + 5):
             session.add(Job(kind="eval", spec_text="", labels=["tpu"]))
         session.commit()
     target = enqueue(engine, labels=["gpu"])
@@ -178,9 +74,9 @@ def test_expired_lease_is_requeued_and_the_next_claim_counts_an_attempt(engine: 
     assert again is not None and again.id == job.id
     assert (again.attempts, again.lease_owner) == (2, 2)
     with pytest.raises(LeaseError, match="does not hold the lease on job"):
-        call(engine, queue.heartbeat_job, job_id=job.id, runner_id=1, lease_seconds=60)
+        call(engine, crud.heartbeat_job, job_id=job.id, runner_id=1, lease_seconds=60)
     with pytest.raises(LeaseError):
-        call(engine, queue.finish_job, job_id=job.id, runner_id=1, status="succeeded")
+        call(engine, crud.finish_job, job_id=job.id, runner_id=1, status="succeeded")
 
 
 def test_job_out_of_attempts_fails_with_the_reason(engine: Engine) -> None:
@@ -188,26 +84,26 @@ def test_job_out_of_attempts_fails_with_the_reason(engine: Engine) -> None:
     for runner in (1, 2):
         assert claim(engine, runner_id=runner, lease_seconds=60).id == job.id
         later = utcnow() + timedelta(minutes=5)
-        assert call(engine, queue.requeue_expired, now=later) == 1
-    failed = call(engine, queue.get_job, job_id=job.id)
+        assert call(engine, crud.requeue_expired, now=later) == 1
+    failed = call(engine, crud.get_job, job_id=job.id)
     assert (failed.status, failed.failure_reason) == ("failed", "lease expired 2 times")
     assert failed.finished_at is not None and failed.lease_owner is None
     assert claim(engine) is None
-    assert call(engine, queue.requeue_expired, now=utcnow() + timedelta(hours=1)) == 0
+    assert call(engine, crud.requeue_expired, now=utcnow() + timedelta(hours=1)) == 0
 
 
 def test_heartbeat_renews_only_for_the_holder(engine: Engine) -> None:
     job = enqueue(engine)
     leased = claim(engine, runner_id=1, lease_seconds=1)
-    beat = call(engine, queue.heartbeat_job, job_id=job.id, runner_id=1, lease_seconds=120)
+    beat = call(engine, crud.heartbeat_job, job_id=job.id, runner_id=1, lease_seconds=120)
     assert beat.lease_expires_at > leased.lease_expires_at + timedelta(seconds=100)
     assert beat.cancel_requested is False
     with pytest.raises(LeaseError, match=r"runner 2 does not hold .* leased to runner 1"):
-        call(engine, queue.heartbeat_job, job_id=job.id, runner_id=2, lease_seconds=60)
+        call(engine, crud.heartbeat_job, job_id=job.id, runner_id=2, lease_seconds=60)
     with pytest.raises(LeaseError):
-        call(engine, queue.append_job_logs, job_id=job.id, runner_id=2, lines=["x"])
+        call(engine, crud.append_job_logs, job_id=job.id, runner_id=2, lines=["x"])
     with pytest.raises(NotFoundError, match="job 999 not found"):
-        call(engine, queue.heartbeat_job, job_id=999, runner_id=1, lease_seconds=60)
+        call(engine, crud.heartbeat_job, job_id=999, runner_id=1, lease_seconds=60)
 
 
 def test_finish_succeeds_or_retries_a_retryable_failure(engine: Engine, unique_name: str) -> None:
@@ -219,7 +115,7 @@ def test_finish_succeeds_or_retries_a_retryable_failure(engine: Engine, unique_n
     claim(engine, runner_id=1)
     retried = call(
         engine,
-        queue.finish_job,
+        crud.finish_job,
         job_id=job.id,
         runner_id=1,
         status="failed",
@@ -233,42 +129,42 @@ def test_finish_succeeds_or_retries_a_retryable_failure(engine: Engine, unique_n
     )
     claim(engine, runner_id=1)
     final = call(
-        engine, queue.finish_job, job_id=job.id, runner_id=1, status="failed", retryable=True
+        engine, crud.finish_job, job_id=job.id, runner_id=1, status="failed", retryable=True
     )
     assert (final.status, final.attempts) == ("failed", 2)  # no attempts left
 
     other = enqueue(engine)
     claim(engine, runner_id=3)
     done = call(
-        engine, queue.finish_job, job_id=other.id, runner_id=3, status="succeeded", run_id=run_id
+        engine, crud.finish_job, job_id=other.id, runner_id=3, status="succeeded", run_id=run_id
     )
     assert (done.status, done.run_id, done.failure_reason) == ("succeeded", run_id, None)
     assert done.finished_at is not None
     with pytest.raises(LeaseError):  # finished: the lease is gone
-        call(engine, queue.heartbeat_job, job_id=other.id, runner_id=3, lease_seconds=60)
+        call(engine, crud.heartbeat_job, job_id=other.id, runner_id=3, lease_seconds=60)
 
 
 def test_cancel_queued_at_once_and_running_by_request(engine: Engine) -> None:
     queued, running = enqueue(engine), enqueue(engine)
     claim(engine, runner_id=1)  # takes `queued` (the oldest)
     queued, running = running, queued
-    cancelled = call(engine, queue.cancel_job, job_id=queued.id)
+    cancelled = call(engine, crud.cancel_job, job_id=queued.id)
     assert (cancelled.status, cancelled.finished_at is not None) == ("cancelled", True)
     assert claim(engine, runner_id=2) is None
 
-    asked = call(engine, queue.cancel_job, job_id=running.id)
+    asked = call(engine, crud.cancel_job, job_id=running.id)
     assert (asked.status, asked.cancel_requested) == ("running", True)
-    beat = call(engine, queue.heartbeat_job, job_id=running.id, runner_id=1, lease_seconds=60)
+    beat = call(engine, crud.heartbeat_job, job_id=running.id, runner_id=1, lease_seconds=60)
     assert beat.cancel_requested is True
-    stopped = call(engine, queue.finish_job, job_id=running.id, runner_id=1, status="cancelled")
+    stopped = call(engine, crud.finish_job, job_id=running.id, runner_id=1, status="cancelled")
     assert stopped.status == "cancelled"
-    assert call(engine, queue.cancel_job, job_id=running.id).status == "cancelled"  # idempotent
+    assert call(engine, crud.cancel_job, job_id=running.id).status == "cancelled"  # idempotent
 
     done = enqueue(engine)
     claim(engine, runner_id=1)
-    call(engine, queue.finish_job, job_id=done.id, runner_id=1, status="succeeded")
+    call(engine, crud.finish_job, job_id=done.id, runner_id=1, status="succeeded")
     with pytest.raises(EvalctlError, match=f"job {done.id} already succeeded"):
-        call(engine, queue.cancel_job, job_id=done.id)
+        call(engine, crud.cancel_job, job_id=done.id)
 
 
 def test_cancel_requested_job_whose_lease_expires_is_cancelled_not_requeued(
@@ -276,19 +172,19 @@ def test_cancel_requested_job_whose_lease_expires_is_cancelled_not_requeued(
 ) -> None:
     job = enqueue(engine)
     claim(engine, runner_id=1)
-    call(engine, queue.cancel_job, job_id=job.id)
-    assert call(engine, queue.requeue_expired, now=utcnow() + timedelta(hours=1)) == 1
-    assert call(engine, queue.get_job, job_id=job.id).status == "cancelled"
+    call(engine, crud.cancel_job, job_id=job.id)
+    assert call(engine, crud.requeue_expired, now=utcnow() + timedelta(hours=1)) == 1
+    assert call(engine, crud.get_job, job_id=job.id).status == "cancelled"
 
 
 def test_logs_come_back_in_order_and_page_by_id(engine: Engine) -> None:
     job = enqueue(engine)
     claim(engine, runner_id=1)
-    call(engine, queue.append_job_logs, job_id=job.id, runner_id=1, lines=["a", "b", "ü 🚀"])
-    call(engine, queue.append_job_logs, job_id=job.id, runner_id=1, lines=["d"])
-    logs = call(engine, queue.job_logs, job_id=job.id)
+    call(engine, crud.append_job_logs, job_id=job.id, runner_id=1, lines=["a", "b", "ü 🚀"])
+    call(engine, crud.append_job_logs, job_id=job.id, runner_id=1, lines=["d"])
+    logs = call(engine, crud.job_logs, job_id=job.id)
     assert [log.line for log in logs] == ["a", "b", "ü 🚀", "d"]
-    rest = call(engine, queue.job_logs, job_id=job.id, after_id=logs[1].id, limit=1)
+    rest = call(engine, crud.job_logs, job_id=job.id, after_id=logs[1].id, limit=1)
     assert [log.line for log in rest] == ["ü 🚀"]
 
 
@@ -296,47 +192,22 @@ def test_list_jobs_filters_by_status_and_counts(engine: Engine) -> None:
     for _ in range(3):
         enqueue(engine)
     claim(engine)
-    rows, count = call(engine, queue.list_jobs, status="queued", limit=1)
+    rows, count = call(engine, crud.list_jobs, status="queued", limit=1)
     assert count == 2 and len(rows) == 1
-    assert call(engine, queue.list_jobs, limit=10)[1] == 3
+    assert call(engine, crud.list_jobs, limit=10)[1] == 3
     with pytest.raises(EvalctlError, match="Did you mean 'queued'"):
-        call(engine, queue.list_jobs, status="queud")
-
-
-# --- runners ---------------------------------------------------------------------------
-
-
-def test_runner_registration_heartbeat_and_offline(engine: Engine) -> None:
-    runner = call(engine, queue.register_runner, name="gpu-1", labels=["a100"], gpus=2)
-    again = call(engine, queue.register_runner, name="gpu-1", labels=["h100"], gpus=8)
-    assert again.id == runner.id and (again.labels, again.gpus) == (["h100"], 8)
-    job = enqueue(engine)
-    busy = call(engine, queue.runner_heartbeat, runner_id=runner.id, current_job_id=job.id)
-    assert (busy.status, busy.current_job_id) == ("busy", job.id)
-    call(engine, queue.register_runner, name="gpu-2", labels=[], gpus=1)
-    with engine.begin() as conn:
-        stale = utcnow() - timedelta(seconds=61)
-        conn.execute(
-            text("UPDATE runner SET last_heartbeat_at = :t WHERE name = 'gpu-2'"), {"t": stale}
-        )
-    listed = {r.name: r.status for r in call(engine, queue.list_runners)}
-    assert listed == {"gpu-1": "busy", "gpu-2": "offline"}
-    with engine.connect() as conn:  # computed for the listing, not written
-        assert conn.execute(text("SELECT status FROM runner WHERE name='gpu-2'")).scalar() == "idle"
-
-
-# --- retried writes (idempotency keys) and runner identity ------------------------------
+        call(engine, crud.list_jobs, status="queud")
 
 
 def test_enqueue_with_a_key_twice_queues_one_job_and_refuses_another_body(engine: Engine) -> None:
     job_in = JobCreate(kind="train", spec_text="name: x\n", labels=["a"])
-    first = call(engine, queue.enqueue_job, job_in=job_in, idempotency_key="k-enqueue")
-    again = call(engine, queue.enqueue_job, job_in=job_in, idempotency_key="k-enqueue")
+    first = call(engine, crud.enqueue_job, job_in=job_in, idempotency_key="k-enqueue")
+    again = call(engine, crud.enqueue_job, job_in=job_in, idempotency_key="k-enqueue")
     assert again.id == first.id
     other = job_in.model_copy(update={"labels": ["b"]})
     with pytest.raises(IdempotencyKeyReused, match=r"'k-enqueue' was already used for job"):
-        call(engine, queue.enqueue_job, job_in=other, idempotency_key="k-enqueue")
-    assert call(engine, queue.list_jobs)[1] == 1
+        call(engine, crud.enqueue_job, job_in=other, idempotency_key="k-enqueue")
+    assert call(engine, crud.list_jobs)[1] == 1
 
 
 def test_a_retried_claim_returns_the_job_it_took_without_a_new_attempt(engine: Engine) -> None:
@@ -346,11 +217,11 @@ def test_a_retried_claim_returns_the_job_it_took_without_a_new_attempt(engine: E
     assert first.id == retried.id == job.id
     assert (retried.attempts, retried.lease_owner) == (1, 1)
     assert retried.lease_expires_at > first.lease_expires_at  # renewed, as a heartbeat
-    assert call(engine, queue.get_job, job_id=spare.id).status == "queued"
+    assert call(engine, crud.get_job, job_id=spare.id).status == "queued"
     with pytest.raises(IdempotencyKeyReused, match="for runner 1, not runner 2"):
         claim(engine, runner_id=2, claim_key="k-claim")
     # Once the lease ends the key is free: a new claim with it takes a new job.
-    call(engine, queue.finish_job, job_id=job.id, runner_id=1, status="succeeded")
+    call(engine, crud.finish_job, job_id=job.id, runner_id=1, status="succeeded")
     assert claim(engine, runner_id=1, claim_key="k-claim").id == spare.id
 
 
@@ -366,7 +237,7 @@ def test_a_claim_retried_after_its_lease_expired_gets_the_job_back(engine: Engin
     claim(engine, runner_id=1, labels=["a"], lease_seconds=0.05, claim_key="k-late")
     time.sleep(0.1)
     assert claim(engine, runner_id=2, labels=["b"]) is None  # re-queues it, cannot take it
-    assert call(engine, queue.get_job, job_id=job.id).status == "queued"
+    assert call(engine, crud.get_job, job_id=job.id).status == "queued"
     last = claim(engine, runner_id=1, labels=["a"], claim_key="k-late")
     assert (last.id, last.attempts) == (job.id, 2)
 
@@ -380,7 +251,7 @@ def test_a_runner_that_claims_again_gets_the_job_it_holds(engine: Engine) -> Non
     assert (again.id, again.attempts, again.lease_owner) == (job.id, 1, 1)
     assert again.lease_expires_at > first.lease_expires_at
     assert claim(engine, runner_id=1).id == job.id  # no key at all: the same
-    assert call(engine, queue.get_job, job_id=spare.id).status == "queued"
+    assert call(engine, crud.get_job, job_id=spare.id).status == "queued"
     # Expired but not yet re-queued: still this runner's job, no attempt counted.
     claim(engine, runner_id=1, lease_seconds=0.05)
     time.sleep(0.1)
@@ -389,50 +260,23 @@ def test_a_runner_that_claims_again_gets_the_job_it_holds(engine: Engine) -> Non
     # Another runner still gets the next job.
     assert claim(engine, runner_id=2).id == spare.id
     # Once it is finished, the runner's next claim takes a new job.
-    call(engine, queue.finish_job, job_id=job.id, runner_id=1, status="succeeded")
+    call(engine, crud.finish_job, job_id=job.id, runner_id=1, status="succeeded")
     assert claim(engine, runner_id=1) is None
 
 
 def test_a_held_job_whose_cancel_was_asked_is_cancelled_not_handed_back(engine: Engine) -> None:
     job, spare = enqueue(engine), enqueue(engine)
     claim(engine, runner_id=1, claim_key="k-cancel")
-    call(engine, queue.cancel_job, job_id=job.id)
+    call(engine, crud.cancel_job, job_id=job.id)
     assert claim(engine, runner_id=1, claim_key="k-cancel").id == spare.id  # a retry: the same
-    cancelled = call(engine, queue.get_job, job_id=job.id)
+    cancelled = call(engine, crud.get_job, job_id=job.id)
     assert (cancelled.status, cancelled.lease_owner) == ("cancelled", None)
-
-
-def test_a_runner_registering_again_gives_back_the_jobs_it_held(engine: Engine) -> None:
-    """An agent that restarts registers again: its jobs go back to the queue at once
-    (or fail, out of attempts), instead of waiting out their leases."""
-    _, token = call(engine, queue.create_token, name="r", scopes=["runner"])
-    register = partial(call, engine, queue.register_runner, labels=[], gpus=1, token_id=token.id)
-    box, other = register(name="box"), register(name="other")
-    retried = enqueue(engine, max_attempts=2)
-    assert claim(engine, runner_id=box.id, lease_seconds=600).id == retried.id
-    kept = enqueue(engine)
-    assert claim(engine, runner_id=other.id).id == kept.id
-    register(name="box")
-    back = call(engine, queue.get_job, job_id=retried.id)
-    assert (back.status, back.lease_owner, back.attempts) == ("queued", None, 1)
-    assert call(engine, queue.get_job, job_id=kept.id).lease_owner == other.id  # not its job
-    # A runner takes it again as its second attempt; another restart fails it.
-    assert claim(engine, runner_id=box.id).attempts == 2
-    register(name="box")
-    failed = call(engine, queue.get_job, job_id=retried.id)
-    assert failed.status == "failed" and failed.finished_at is not None
-    assert failed.failure_reason == "runner box restarted during attempt 2 of 2"
-    asked = enqueue(engine)
-    claim(engine, runner_id=box.id)
-    call(engine, queue.cancel_job, job_id=asked.id)
-    register(name="box")
-    assert call(engine, queue.get_job, job_id=asked.id).status == "cancelled"
 
 
 def test_a_retried_finish_returns_the_finished_job(engine: Engine) -> None:
     job = enqueue(engine)
     claim(engine, runner_id=1)
-    finish = partial(call, engine, queue.finish_job, job_id=job.id)
+    finish = partial(call, engine, crud.finish_job, job_id=job.id)
     done = finish(runner_id=1, status="succeeded", finish_key="k-finish")
     again = finish(runner_id=1, status="succeeded", finish_key="k-finish")
     assert (again.status, again.finished_at) == ("succeeded", done.finished_at)
@@ -450,14 +294,14 @@ def test_a_finish_retried_after_another_runner_took_the_job_is_a_lease_error(
     runner 2's lease nor be blamed on runner 2: it is told it no longer holds the lease."""
     job = enqueue(engine, max_attempts=3)
     claim(engine, runner_id=1)
-    finish = partial(call, engine, queue.finish_job, job_id=job.id)
+    finish = partial(call, engine, crud.finish_job, job_id=job.id)
     first = finish(runner_id=1, status="failed", retryable=True, finish_key="fA")
     assert first.status == "queued"
     assert finish(runner_id=1, status="failed", retryable=True, finish_key="fA") == first
     assert claim(engine, runner_id=2).id == job.id
     with pytest.raises(LeaseError, match=r"runner 1 does not hold .*leased to runner 2"):
         finish(runner_id=1, status="failed", retryable=True, finish_key="fA")
-    running = call(engine, queue.get_job, job_id=job.id)
+    running = call(engine, crud.get_job, job_id=job.id)
     assert (running.status, running.lease_owner, running.attempts) == ("running", 2, 2)
     done = finish(runner_id=2, status="succeeded", finish_key="fB")
     assert finish(runner_id=2, status="succeeded", finish_key="fB") == done
@@ -468,34 +312,12 @@ def test_a_finish_retried_after_another_runner_took_the_job_is_a_lease_error(
 def test_a_retried_log_batch_is_appended_once(engine: Engine) -> None:
     job = enqueue(engine)
     claim(engine, runner_id=1)
-    append = partial(call, engine, queue.append_job_logs, job_id=job.id, runner_id=1)
+    append = partial(call, engine, crud.append_job_logs, job_id=job.id, runner_id=1)
     append(lines=["a", "b"], batch_key="k-logs")
     append(lines=["a", "b"], batch_key="k-logs")
     append(lines=["c"], batch_key="k2")
-    lines = [row.line for row in call(engine, queue.job_logs, job_id=job.id)]
+    lines = [row.line for row in call(engine, crud.job_logs, job_id=job.id)]
     assert lines == ["a", "b", "c"]
-
-
-def test_a_runner_name_stays_with_the_token_that_registered_it(engine: Engine) -> None:
-    _, mine = call(engine, queue.create_token, name="a", scopes=["runner"])
-    _, theirs = call(engine, queue.create_token, name="b", scopes=["runner"])
-    runner = call(
-        engine, queue.register_runner, name="box", labels=["a100"], gpus=1, token_id=mine.id
-    )
-    assert runner.token_id == mine.id
-    with pytest.raises(RunnerNameTaken, match="runner name 'box' is registered by another"):
-        call(engine, queue.register_runner, name="box", labels=["x"], gpus=8, token_id=theirs.id)
-    assert call(engine, queue.get_runner, runner_id=runner.id).labels == ["a100"]
-    call(engine, queue.revoke_token, token_id=mine.id)
-    taken = call(
-        engine, queue.register_runner, name="box", labels=["x"], gpus=8, token_id=theirs.id
-    )
-    assert (taken.id, taken.token_id, taken.labels) == (runner.id, theirs.id, ["x"])
-    with pytest.raises(NotFoundError, match="runner 999 not found; register it first"):
-        call(engine, queue.get_runner, runner_id=999)
-
-
-# --- concurrency -----------------------------------------------------------------------
 
 
 def test_eight_threads_claim_every_job_exactly_once(engine: Engine) -> None:
@@ -510,7 +332,7 @@ def test_eight_threads_claim_every_job_exactly_once(engine: Engine) -> None:
                 with lock:
                     claimed.append(job.id)
                 # A runner runs one job at a time: it finishes it before claiming again.
-                call(engine, queue.finish_job, job_id=job.id, runner_id=runner_id,
+                call(engine, crud.finish_job, job_id=job.id, runner_id=runner_id,
                      status="succeeded")  # fmt: skip
         except BaseException as exc:
             errors.append(exc)
@@ -522,26 +344,26 @@ def test_eight_threads_claim_every_job_exactly_once(engine: Engine) -> None:
         thread.join(timeout=120)
     assert errors == []
     assert sorted(claimed) == sorted(ids)
-    rows, _ = call(engine, queue.list_jobs, limit=None)
+    rows, _ = call(engine, crud.list_jobs, limit=None)
     assert {(r.status, r.attempts) for r in rows} == {("succeeded", 1)}
 
 
 WORKER = """
 import json, sys
 from sqlmodel import Session
-from service import queue
+from service import crud
 from service.db import make_engine
 engine = make_engine(sys.argv[1])
 sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
 got = []
 while True:
     with Session(engine) as session:
-        job = queue.claim_job(session=session, runner_id=int(sys.argv[2]), labels=[], gpus=1,
+        job = crud.claim_job(session=session, runner_id=int(sys.argv[2]), labels=[], gpus=1,
                               lease_seconds=60)
         if job is None:
             break
         got.append(job.id)
-        queue.finish_job(session=session, job_id=job.id, runner_id=int(sys.argv[2]),
+        crud.finish_job(session=session, job_id=job.id, runner_id=int(sys.argv[2]),
                          status="succeeded")
 print(json.dumps(got))
 """
