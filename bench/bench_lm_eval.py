@@ -36,7 +36,7 @@ BOOTSTRAP_ITERS = 100_000  # the CLI has no flag for it and uses simple_evaluate
 
 def run_cli(args: argparse.Namespace, folder: Path, device: str, out: Path) -> dict[str, float]:
     """Run the lm-eval CLI once; return its metrics (evalctl names) read from its JSON."""
-    from evaluators.lm_eval_harness import to_eval_result
+    from evaluators.lm_eval import to_eval_result
 
     lm_eval_bin = Path(sys.executable).with_name("lm_eval")
     command = [
@@ -93,7 +93,7 @@ def child(args: argparse.Namespace) -> None:
     from _shared import load
 
     from evaluators.base import ModelHandle
-    from evaluators.lm_eval_harness import LmEvalEvaluator
+    from evaluators.lm_eval import LmEvalEvaluator
 
     config = LmEvalEvaluator.Config(
         tasks=args.tasks.split(","),

@@ -10,10 +10,10 @@ and register it in your package's `pyproject.toml`:
 
 The spec then names it: `evaluators: [{my_metric: {...}}]`.
 
-Runners call `evaluators.evaluate_checkpoint(...)` (see `evaluators.runner`); nothing else
+Runners call `evaluators.evaluate_checkpoint(...)` (see `evaluators.scoring`); nothing else
 here is public to them.
 """
 
-from evaluators.runner import EvaluatorOutcome, evaluate_checkpoint, prepare_all
+from evaluators.scoring import EvaluatorOutcome, evaluate_checkpoint, prepare_all
 
 __all__ = ["EvaluatorOutcome", "evaluate_checkpoint", "prepare_all"]

@@ -19,6 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
+from service.compare import flatten
 from service.errors import EvalctlError
 from service.models import (
     CheckpointCreate,
@@ -293,7 +294,7 @@ def _start_tracker(
     )
     if run.mlflow_run_id is None:
         ctx.registry.update_run(run_id=run.id, run_update=RunUpdate(mlflow_run_id=tracker.run_id))
-        params = flatten(spec.training.model_dump(mode="json"), "training")
+        params = flatten(spec.training.model_dump(mode="json"), "training", lists=False)
         params.update(
             {
                 "base_model": resolved.source,
@@ -306,18 +307,6 @@ def _start_tracker(
         tracker.log_params(params)
         tracker.set_tags(system_info(device))
     return tracker
-
-
-def flatten(data: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """Flatten nested dicts into dotted keys (MLflow params are flat)."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}.{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, name))
-        else:
-            out[name] = value
-    return out
 
 
 def _resume_point(existing: list[CheckpointPublic]) -> Path | None:

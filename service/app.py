@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 
-from evalctl import __version__
 from service import db
 from service.api import handlers
 from service.api.auth import bootstrap_admin_token
@@ -32,6 +32,14 @@ from service.settings import Settings, get_settings
 
 logger = logging.getLogger("evalctl.service")
 API_PREFIX = "/api/v1"
+
+
+def _version() -> str:
+    # From the installed metadata: the service imports nothing of the CLI package.
+    try:
+        return version("evalctl")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def create_app(
@@ -49,7 +57,7 @@ def create_app(
 
     app = FastAPI(
         title="evalctl registry",
-        version=__version__,
+        version=_version(),
         description="Runs, checkpoints, evaluations, jobs and runners of evalctl.",
         lifespan=lifespan,
         openapi_url="/openapi.json",

@@ -33,15 +33,19 @@ def flatten_spec(spec_text: str, *, source: str = "spec") -> dict[str, Any]:
     return flatten(parse_spec_text(spec_text, source))
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten nested mappings and lists into dotted keys (`training.lora.r`)."""
+def flatten(value: Any, prefix: str = "", *, lists: bool = True) -> dict[str, Any]:
+    """Flatten nested mappings and lists into dotted keys (`training.lora.r`).
+
+    Lists go by index (`evaluators.0.perplexity.data`); with `lists=False` a list stays one
+    value, as MLflow params keep it (`training.lora.target_modules`, see `runners.run`).
+    """
     out: dict[str, Any] = {}
 
     def walk(item: Any, path: str) -> None:
         if isinstance(item, dict) and item:
             for key, child in item.items():
                 walk(child, f"{path}.{key}" if path else str(key))
-        elif isinstance(item, list) and item:
+        elif lists and isinstance(item, list) and item:
             for index, child in enumerate(item):
                 walk(child, f"{path}.{index}" if path else str(index))
         else:

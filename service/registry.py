@@ -1,7 +1,10 @@
-"""The registry interface that runners and the CLI use, whatever the transport.
+"""The registry interface that runners, the CLI and the gate use, whatever the transport.
 
-`Registry` is the contract; `service.local.LocalRegistry` implements it on a SQLModel
-session (the embedded default), and an HTTP implementation joins it with the service.
+`Registry` is the contract for experiments, runs, checkpoints, evaluations (with their
+per-example scores) and aliases; `service.local.LocalRegistry` implements it on a SQLModel
+session (the embedded default) and `service.remote.RemoteRegistry` over HTTP against
+`evalctl serve`, and the same tests run against both; `open_registry()` picks one from the
+settings. Jobs and runners are not part of it (`service.jobs_client` speaks that protocol).
 Every method takes keyword-only arguments and returns `*Public` models, never rows.
 """
 
@@ -137,3 +140,21 @@ class Registry(Protocol):
     def alias_history(self, *, experiment_id: int, name: str) -> list[AliasEventPublic]:
         """List an alias's moves, newest first."""
         ...
+
+
+def open_registry() -> Registry:
+    """Open the registry the settings name: `evalctl serve` at EVALCTL_URL (with
+    EVALCTL_TOKEN) over HTTP, else the local database (EVALCTL_DATABASE_URL or SQLite)."""
+    from service.errors import EvalctlError
+    from service.settings import get_settings
+
+    settings = get_settings()
+    if settings.url and settings.token:
+        from service.remote import RemoteRegistry
+
+        return RemoteRegistry(settings.url, settings.token, retry_for=settings.retry_seconds)
+    if settings.url:
+        raise EvalctlError("EVALCTL_URL is set but EVALCTL_TOKEN is not; set both (or neither)")
+    from service.local import LocalRegistry
+
+    return LocalRegistry(settings.db_url)

@@ -3,7 +3,7 @@
 Owns the shape and the field-level rules of a spec (types, ranges, exclusive choices,
 paths resolved against the spec's folder). Reading YAML and turning validation errors into
 `file:line:col` messages is `service.spec_loader`'s job; evaluator configs are validated
-by each plugin's own `Config` (looked up by name through `evaluators.registry`).
+by each plugin's own `Config` (looked up by name and group through `service.plugins`).
 """
 
 from __future__ import annotations

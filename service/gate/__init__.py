@@ -1,8 +1,11 @@
 """The CI gate: rules comparing a candidate checkpoint with a baseline, with statistics.
 
-Owns the gate's rule models (the spec's `gate:` section, `service.gate.rules`), the paired
-statistics behind them (`service.gate.stats`), resolving references such as `@production`
-(`service.gate.refs`), and the reports CI systems read (`service.gate.report`). It reads
-checkpoints, evaluations and per-example scores through the `Registry` interface only;
-running missing evaluations is the caller's job (the CLI hands it to `runners.evaluate`).
+Owns the spec's `gate:` section (`service.gate.rule_spec`), resolving references such as
+`@production` (`service.gate.refs`), reading each side's metrics and per-example scores
+(`service.gate.sides`), judging rule by rule (`service.gate.rules`; statistical rules in
+`service.gate.statistical`, the paired tests in `service.gate.stats`), and the reports CI
+systems read (`service.gate.report`). It reads through the `Registry` interface only and
+never writes: finding missing evaluations and moving aliases belong to the promotion flow
+(`service.promotion`), and running evaluations to its caller (the CLI hands them to
+`runners.evaluate`).
 """

@@ -43,7 +43,7 @@ from service.errors import EvalctlError, did_you_mean
 
 CHECKPOINT_METRICS = ("eval_loss", "train_loss")
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
-# Name fragments of metrics where a smaller value is better (same list as evalctl.render).
+# Name fragments of metrics where a smaller value is better (same list as evalctl.cli.render).
 LOWER_IS_BETTER = ("loss", "ppl", "nll", "perplexity", "error", "unsafe", "unparsed", "latency")
 
 

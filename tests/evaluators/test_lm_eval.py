@@ -18,7 +18,7 @@ import torch
 from pydantic import ValidationError
 
 from evaluators.base import EvaluatorInputError, ModelHandle
-from evaluators.lm_eval_harness import LmEvalEvaluator
+from evaluators.lm_eval import LmEvalEvaluator
 from evaluators.perplexity import PerplexityEvaluator
 from evaluators.registry import build_evaluator
 

@@ -11,7 +11,7 @@ import pytest
 from evaluators import EvaluatorOutcome, evaluate_checkpoint, prepare_all
 from evaluators.base import EvalResult, Evaluator, EvaluatorInputError
 from evaluators.perplexity import PerplexityEvaluator
-from evaluators.runner import config_hash
+from evaluators.scoring import config_hash
 
 
 class CrashingEvaluator(Evaluator):
@@ -116,7 +116,7 @@ def test_importing_evaluators_does_not_import_torch():
     # The spec validator and the CLI import evaluator modules to read their Config.
     code = (
         "import sys, evaluators, evaluators.perplexity, evaluators.json_schema, "
-        "evaluators.generation, evaluators.runner\n"
+        "evaluators.generation, evaluators.scoring\n"
         "heavy = [m for m in ('torch', 'transformers', 'jsonschema') if m in sys.modules]\n"
         "assert not heavy, heavy"
     )
@@ -125,7 +125,7 @@ def test_importing_evaluators_does_not_import_torch():
 
 def test_config_hash_follows_input_file_contents(tmp_path):
     from evaluators.registry import build_evaluator
-    from evaluators.runner import config_hash
+    from evaluators.scoring import config_hash
 
     data = tmp_path / "eval.jsonl"
     data.write_text('{"text": "one"}\n')
@@ -136,7 +136,7 @@ def test_config_hash_follows_input_file_contents(tmp_path):
 
 
 def test_config_hash_follows_task_folder_contents(tmp_path):
-    from evaluators.runner import config_hash
+    from evaluators.scoring import config_hash
 
     folder = tmp_path / "tasks"
     folder.mkdir()
