@@ -1,7 +1,7 @@
 """Dashboard sessions: log in with an API token, keep a signed cookie, check CSRF.
 
 Owns the browser side of auth; the token rules themselves (scopes, revocation, expiry)
-are `service.api.auth` and `service.queue`. A user pastes an API token into `/login`;
+are `service.api.auth` and `service.crud`. A user pastes an API token into `/login`;
 the token is checked once and never stored in the browser. The cookie holds only the
 token's id, the login time and a random nonce, signed with HMAC-SHA256 by a secret kept in
 `EVALCTL_HOME/session-secret` (mode 0600, created on first use) unless
@@ -29,7 +29,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from service import queue
+from service import crud
 from service.api.auth import Need, Principal
 from service.errors import EvalctlError
 from service.settings import Settings
@@ -157,7 +157,7 @@ def csrf_for(secret: bytes, nonce: str) -> str:
 
 def _principal(request: Request, token_id: int) -> Principal | None:
     with Session(request.app.state.engine) as session:
-        row = queue.active_token(session=session, token_id=token_id)
+        row = crud.active_token(session=session, token_id=token_id)
         if row is None or row.id is None:
             return None
         return Principal(token_id=row.id, name=row.name, scopes=tuple(row.scopes))

@@ -212,8 +212,3 @@ class LocalRegistry:
         with self._session() as session:
             rows = crud.alias_history(session=session, experiment_id=experiment_id, name=name)
             return [AliasEventPublic.model_validate(row) for row in rows]
-
-
-def open_registry(url: str | None = None) -> LocalRegistry:
-    """Open the local registry at `url` (default: the settings), upgrading its schema."""
-    return LocalRegistry(url)

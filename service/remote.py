@@ -15,8 +15,8 @@ the first answer. Answers map to the exceptions `LocalRegistry` raises: 404 ->
 `NotFoundError` with the server's message, 401/403 -> `EvalctlError("token rejected:
 ...")`, 409 -> `LeaseError` when the lease is the conflict, else `EvalctlError`, 422 ->
 `ValueError`, and a service that stays away -> `ServiceUnavailableError`.
-`open_registry()` picks the transport from the settings. Jobs and runners are not part of
-`Registry`: `service.jobs_client` speaks that protocol.
+`service.registry.open_registry()` picks the transport from the settings. Jobs and runners
+are not part of `Registry`: `service.jobs_client` speaks that protocol.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 import httpx
 
+from service.crud import LeaseError
 from service.errors import EvalctlError, NotFoundError
 from service.models import (
     AliasesPublic,
@@ -57,8 +58,7 @@ from service.models import (
     RunStatus,
     RunUpdate,
 )
-from service.queue import LeaseError
-from service.registry import ExampleScores, Registry
+from service.registry import ExampleScores
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -355,18 +355,3 @@ def remote_tracking(settings: Settings, url: str, token: str) -> Settings:
         return settings
     os.environ.setdefault("MLFLOW_TRACKING_TOKEN", token)
     return settings.model_copy(update={"mlflow_uri": f"{url.rstrip('/')}/mlflow"})
-
-
-def open_registry() -> Registry:
-    """Open the registry the settings name: `evalctl serve` at EVALCTL_URL (with
-    EVALCTL_TOKEN) over HTTP, else the local database (EVALCTL_DATABASE_URL or SQLite)."""
-    from service.settings import get_settings
-
-    settings = get_settings()
-    if settings.url and settings.token:
-        return RemoteRegistry(settings.url, settings.token, retry_for=settings.retry_seconds)
-    if settings.url:
-        raise EvalctlError("EVALCTL_URL is set but EVALCTL_TOKEN is not; set both (or neither)")
-    from service.local import LocalRegistry
-
-    return LocalRegistry(settings.db_url)

@@ -2,7 +2,7 @@
 
 The short example of a dashboard page: each route takes the viewer (`ViewerDep` to read,
 `ActorDep` to act), reads through `dashboards.queries.jobs`, writes through
-`service.queue` like the API does, and renders a template. Bad filter values are named on
+`service.crud` like the API does, and renders a template. Bad filter values are named on
 the page; unknown jobs get the 404 page from `PageRoute`.
 """
 
@@ -18,10 +18,10 @@ from fastapi.responses import RedirectResponse
 from dashboards.queries import jobs as jobs_q
 from dashboards.session import ActorDep, ViewerDep
 from dashboards.web import page_router, render
-from service import queue
+from service import crud
 from service.api.deps import ReadSession, WriteSession
 from service.errors import unknown_name
-from service.models import JOB_KINDS, JOB_STATUSES
+from service.models import JOB_KINDS, JobStatus
 
 router = page_router()
 #: Jobs in these states can still be cancelled.
@@ -40,8 +40,10 @@ def jobs_page(
     page: int = 1,
 ) -> Response:
     """List jobs, newest first, with counts per status, and the runners."""
-    status_f, kind_f = _known(status, JOB_STATUSES), _known(kind, JOB_KINDS)
-    errors = [unknown_name("job status", status, JOB_STATUSES)] if status and not status_f else []
+    status_f, kind_f = _known(status, list(JobStatus)), _known(kind, JOB_KINDS)
+    errors = (
+        [unknown_name("job status", status, list(JobStatus))] if status and not status_f else []
+    )
     if kind and not kind_f:
         errors.append(unknown_name("job kind", kind, JOB_KINDS))
     page = min(max(page, 1), MAX_PAGE)
@@ -55,10 +57,10 @@ def jobs_page(
         "rows": rows,
         "count": count,
         "counts": jobs_q.status_counts(session=session),
-        "runners": queue.list_runners(session=session),
+        "runners": crud.list_runners(session=session),
         "status": status_f or "",
         "kind": kind_f or "",
-        "statuses": JOB_STATUSES,
+        "statuses": list(JobStatus),
         "kinds": JOB_KINDS,
         "errors": errors,
         "page": page,
@@ -86,7 +88,7 @@ def job_page(request: Request, viewer: ViewerDep, session: ReadSession, job_id: 
 @router.post("/jobs/{job_id}/cancel")
 def cancel_job(viewer: ActorDep, session: WriteSession, job_id: int) -> Response:
     """Cancel a job (a running one is asked to stop), then go back to the jobs page."""
-    queue.cancel_job(session=session, job_id=job_id)
+    crud.cancel_job(session=session, job_id=job_id)
     return RedirectResponse("/jobs", status_code=303)
 
 

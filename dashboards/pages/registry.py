@@ -2,10 +2,10 @@
 
 Owns `GET /registry` and the two form posts, `POST /registry/promote` and
 `POST /registry/rollback` (write scope and CSRF through `ActorDep`). The routes parse the
-form and show the outcome; gating and moving the alias is `dashboards.promotion`, the
-page's SQL is `dashboards.queries.registry`. A move redirects (303) back to the page,
-which names the newest move; a refusal renders the page with the reason and, when the
-gate ran, its rule-by-rule table.
+form and show the outcome; gating and moving the alias is `service.promotion` (the flow
+the CLI shares), the page's SQL is `dashboards.queries.registry`. A move redirects (303)
+back to the page, which names the newest move; a refusal renders the page with the
+reason and, when the gate ran, its rule-by-rule table.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from fastapi import Form, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from dashboards import promotion
 from dashboards.queries import registry as queries
 from dashboards.session import ActorDep, ViewerDep
 from dashboards.web import page_router, parse_id, render, templates
+from service import promotion
 
 router = page_router()
 templates.env.filters["gate_view"] = queries.gate_view

@@ -2,8 +2,8 @@
 counts per status, and one job with its newest log lines.
 
 Only the joins and filters the API has no call for live here; the page takes the runners
-(with the API's idle/busy/offline status) straight from `service.queue.list_runners`, and
-cancels through `service.queue.cancel_job`.
+(with the API's idle/busy/offline status) straight from `service.crud.list_runners`, and
+cancels through `service.crud.cancel_job`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from sqlalchemy import func
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from service import queue
-from service.models import JOB_STATUSES, Job, JobLog, Run, Runner
+from service import crud
+from service.models import Job, JobLog, JobStatus, Run, Runner
 
 #: Jobs per page of the jobs table.
 PAGE_SIZE = 50
@@ -70,12 +70,12 @@ def status_counts(*, session: Session) -> dict[str, int]:
     """Return how many jobs have each status (every status, zero included)."""
     query = select(Job.status, func.count()).group_by(Job.status)
     found = dict(session.exec(query).all())
-    return {status: found.get(status, 0) for status in JOB_STATUSES}
+    return {status: found.get(status, 0) for status in JobStatus}
 
 
 def get_job(*, session: Session, job_id: int) -> JobRow:
     """Return a job with its run's and runner's names; NotFoundError if unknown."""
-    job = queue.get_job(session=session, job_id=job_id)
+    job = crud.get_job(session=session, job_id=job_id)
     run = session.get(Run, job.run_id) if job.run_id is not None else None
     runner = session.get(Runner, job.runner_id) if job.runner_id is not None else None
     return JobRow(

@@ -3,7 +3,7 @@
 Owns the SQL behind `GET /registry`: the experiments (all, or one), their aliases with the
 checkpoint each points at (run name and step), every alias's moves newest first, and the
 succeeded runs a promotion may pick from. Checkpoints are looked up once for the whole
-page. It never writes: moving an alias is `dashboards.promotion` (through `service.crud`).
+page. It never writes: moving an alias is `service.promotion` (through `service.crud`).
 """
 
 from __future__ import annotations

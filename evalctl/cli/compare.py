@@ -1,54 +1,66 @@
-"""How `evalctl compare` shows a comparison: the params table and the metrics table.
+"""`evalctl compare`: runs or checkpoints side by side.
 
-What is compared (params, metrics, deltas, paired tests) is `service.compare`, shared with
-the dashboard's compare page; this module only renders it with rich.
+Owns the command: resolving the refs (`service.gate.refs`), and printing what
+`service.compare` finds (params from the specs, metrics with deltas and paired
+significance, shared with the dashboard's compare page) as tables (`evalctl.cli.render`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from rich.table import Table
+import typer
 
-from evalctl.render import fmt
-
-
-def render_compare(
-    heads: list[dict[str, Any]],
-    params: dict[str, list[Any]],
-    metrics: list[dict[str, Any]],
-    *,
-    all_params: bool,
-) -> list[Table]:
-    """Return the params table and the metrics table of `evalctl compare`."""
-    labels = [f"{h['ref']}\nrun {h['run_id']} ckpt {h['checkpoint_id']}" for h in heads]
-    title = "params" if all_params else "params that differ"
-    param_table = Table(title=title if params else f"{title}: none")
-    param_table.add_column("param")
-    for label in labels:
-        param_table.add_column(label)
-    for key, param_values in params.items():
-        param_table.add_row(key, *[_cell(v) for v in param_values])
-    metric_table = Table(title="metrics (delta vs the first; p: paired, two-sided)")
-    metric_table.add_column("metric")
-    for label in labels:
-        metric_table.add_column(label, justify="right")
-    for row in metrics:
-        cells = [fmt(row["values"][0])]
-        for value, delta, test in zip(
-            row["values"][1:], row["deltas"][1:], row["tests"][1:], strict=True
-        ):
-            cell = fmt(value)
-            if delta is not None:
-                cell += f" ({delta:+.4g}"
-                if test is not None and test["p_value"] is not None:
-                    cell += f", p={test['p_value']:.3g} {test['method']}"
-                cell += ")"
-            cells.append(cell)
-        arrow = "↑" if row["higher_is_better"] else "↓"
-        metric_table.add_row(f"{row['metric']} {arrow}", *cells)
-    return [param_table, metric_table]
+from evalctl.cli._common import ExperimentOption, JsonFlag, SpecOption, dump, experiment_name, fail
+from evalctl.cli._common import console as _console
+from evalctl.cli._common import registry as _registry
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else fmt(value)
+def compare(
+    refs: Annotated[
+        list[str], typer.Argument(help="Two or more refs: run id/name, run:RUN, ckpt:ID, @alias.")
+    ],
+    spec: SpecOption = None,
+    experiment: ExperimentOption = None,
+    all_params: Annotated[
+        bool, typer.Option("--all-params", help="Show every param, not only differences.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare runs or checkpoints: spec params side by side, metrics with deltas and p-values.
+
+    Deltas are against the first REF. Metrics with per-example scores on shared examples
+    get a paired test (exact McNemar for 0/1 scores, else a paired t-test) with a
+    two-sided p-value.
+    """
+    from evalctl.cli.render import compare_tables
+    from service.compare import compare_metrics, compare_params
+    from service.gate.refs import resolve_ref
+
+    if len(refs) < 2:
+        fail("compare needs at least two refs, e.g. evalctl compare 1 2")
+    registry = _registry()
+    exp_name = experiment_name(spec, experiment)
+    resolved = [resolve_ref(registry, ref, experiment=exp_name) for ref in refs]
+    params = compare_params(
+        [r.run.spec_text for r in resolved],
+        all_params=all_params,
+        sources=[f"run {r.run.id} ({r.run.name}) spec" for r in resolved],
+    )
+    metrics = compare_metrics(registry, [r.checkpoint for r in resolved])
+    heads = [
+        {
+            "ref": ref,
+            "label": r.label,
+            "run_id": r.run.id,
+            "run_name": r.run.name,
+            "checkpoint_id": r.checkpoint.id,
+            "step": r.checkpoint.step,
+        }
+        for ref, r in zip(refs, resolved, strict=True)
+    ]
+    if as_json:
+        dump({"refs": heads, "params": params, "metrics": metrics, "all_params": all_params})
+        return
+    for table in compare_tables(heads, params, metrics, all_params=all_params):
+        _console().print(table)

@@ -1,11 +1,13 @@
-"""Terminal and JSON views of runs, checkpoints and evaluations for the CLI.
+"""The CLI's tables: runs, checkpoints, evaluations, comparisons, aliases, jobs and tokens.
 
 Owns presentation only: which columns a table has, how numbers are printed, and which
-direction is better for a metric when the user did not say. No registry access here.
+direction is better for a metric when the user did not say. No registry access here;
+what `evalctl compare` compares is `service.compare`.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rich.markup import escape
@@ -235,3 +237,127 @@ def evaluators_table(rows: list[dict[str, Any]]) -> Table:
             fields = escape("\n".join(config_fields(row["config_schema"])) or "(no options)")
         table.add_row(row["name"], row["module"], fields)
     return table
+
+
+def compare_tables(
+    heads: list[dict[str, Any]],
+    params: dict[str, list[Any]],
+    metrics: list[dict[str, Any]],
+    *,
+    all_params: bool,
+) -> list[Table]:
+    """Return the params table and the metrics table of `evalctl compare`."""
+    labels = [f"{h['ref']}\nrun {h['run_id']} ckpt {h['checkpoint_id']}" for h in heads]
+    title = "params" if all_params else "params that differ"
+    param_table = Table(title=title if params else f"{title}: none")
+    param_table.add_column("param")
+    for label in labels:
+        param_table.add_column(label)
+    for key, param_values in params.items():
+        param_table.add_row(key, *[_cell(v) for v in param_values])
+    metric_table = Table(title="metrics (delta vs the first; p: paired, two-sided)")
+    metric_table.add_column("metric")
+    for label in labels:
+        metric_table.add_column(label, justify="right")
+    for row in metrics:
+        cells = [fmt(row["values"][0])]
+        for value, delta, test in zip(
+            row["values"][1:], row["deltas"][1:], row["tests"][1:], strict=True
+        ):
+            cell = fmt(value)
+            if delta is not None:
+                cell += f" ({delta:+.4g}"
+                if test is not None and test["p_value"] is not None:
+                    cell += f", p={test['p_value']:.3g} {test['method']}"
+                cell += ")"
+            cells.append(cell)
+        arrow = "↑" if row["higher_is_better"] else "↓"
+        metric_table.add_row(f"{row['metric']} {arrow}", *cells)
+    return [param_table, metric_table]
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else fmt(value)
+
+
+def aliases_table(rows: list[dict[str, Any]]) -> Table:
+    """Return the table of `evalctl aliases list` (rows as its --json prints them)."""
+    table = Table()
+    for column in ("experiment", "alias", "checkpoint", "run", "step", "mlflow version", "since"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["experiment"]),
+            f"@{row['name']}",
+            str(row["checkpoint_id"]),
+            str(row["run_id"]),
+            str(row["step"]),
+            str(row["version"] or "-"),
+            str(row["updated_at"])[:19].replace("T", " "),
+        )
+    return table
+
+
+def alias_history_table(events: list[Any]) -> Table:
+    """Return the table of `evalctl aliases history`: one row per move, newest first."""
+    table = Table()
+    for column in ("when", "action", "checkpoint", "previous", "mlflow version", "actor", "gate"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}",
+            e.action,
+            str(e.checkpoint_id),
+            str(e.previous_checkpoint_id or "-"),
+            str(e.version or "-"),
+            e.actor,
+            _gate_cell(e.gate),
+        )
+    return table
+
+
+def _gate_cell(gate: dict[str, Any] | None) -> str:
+    if gate is None:
+        return "-"
+    passed = gate.get("passed")
+    return "passed" if passed is True else "failed" if passed is False else "attached"
+
+
+def jobs_table(jobs: list[Any]) -> Table:
+    """Return the table of `evalctl jobs list`."""
+    table = Table("id", "kind", "status", "run", "attempts", "labels", "gpus", "created", "reason")
+    for j in jobs:
+        table.add_row(
+            str(j.id),
+            j.kind,
+            j.status + (" (cancel requested)" if j.cancel_requested else ""),
+            str(j.run_id or "-"),
+            f"{j.attempts}/{j.max_attempts}",
+            ",".join(j.labels) or "-",
+            str(j.gpus),
+            f"{j.created_at:%Y-%m-%d %H:%M:%S}",
+            j.failure_reason or "",
+        )
+    return table
+
+
+def tokens_table(tokens: list[Any]) -> Table:
+    """Return the table of `evalctl tokens list` (never the secrets)."""
+    table = Table("id", "name", "scopes", "prefix", "created", "expires", "last used", "revoked")
+    for r in tokens:
+        table.add_row(
+            str(r.id),
+            r.name,
+            ",".join(r.scopes),
+            r.prefix,
+            when(r.created_at),
+            when(r.expires_at),
+            when(r.last_used_at),
+            when(r.revoked_at),
+        )
+    return table
+
+
+def when(value: datetime | None) -> str:
+    """Format a timestamp to the second; '-' when there is none."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"

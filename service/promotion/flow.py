@@ -1,14 +1,15 @@
-"""Promote and roll back from the dashboard: gate the candidate, then move the alias.
+"""Promote and roll back: check the alias name, gate the candidate, then move the alias.
 
-Owns what `POST /registry/promote` and `POST /registry/rollback` do, mirroring
-`evalctl promote --require-gate` and `evalctl aliases rollback`: the gate reads the
-candidate run's own spec (`gate:` section), judges it against the baseline with
-`service.gate.rules.evaluate_gate`, and only a pass (or an explicit skip, recorded as
-such) moves the alias. A move registers the MLflow model version first (as the CLI does),
-then records the alias and its history through `service.crud.set_alias`, with the
-dashboard user's token. The dashboard cannot run models: evaluations the rules need but
+Owns the steps every promotion shares, whoever asks (`evalctl promote` and `evalctl
+aliases rollback`, the dashboard's `POST /registry/promote` and `POST /registry/rollback`,
+next the retrain policy): the alias-name rule (`alias_problem`), the alias's current
+checkpoint and its rollback target, and the dashboard-shaped flows `promote` and
+`rollback` that return a `PromotionResult`. A promotion gates the candidate with its
+run's own spec (`service.promotion.gate.gate_for_promotion`) and only a pass (or an
+explicit skip, recorded as such) moves the alias; moving it in both registries is
+`service.promotion.moves`. The service cannot run models: evaluations the rules need but
 the registry lacks make the gate an error that says which, and how to run them from the
-CLI. The routes (`dashboards.pages.registry`) only parse the form and show the result.
+CLI.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from service.errors import EvalctlError, NotFoundError
 from service.gate.refs import ResolvedRef, resolve_ref
 from service.local import LocalRegistry
 from service.models import AliasPublic, Experiment
+from service.promotion.gate import gate_error, gate_for_promotion
+from service.promotion.moves import move
 from service.settings import Settings
 
-# Same rule as the CLI: MLflow reserves 'latest' and version-like names ('v3').
+# MLflow reserves 'latest' and version-like names ('v3') for its own lookups.
 ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
 
 
@@ -43,14 +46,31 @@ class PromotionResult:
     checkpoint_id: int | None = None
 
 
-def alias_problem(name: str) -> str | None:
-    """Return why `name` cannot be an alias, or None when it can."""
+def alias_problem(alias: str) -> str | None:
+    """Return why `alias` (with or without its '@') cannot be an alias, or None when it can."""
+    name = alias.removeprefix("@")
     if not ALIAS_PATTERN.match(name) or name == "latest" or re.fullmatch(r"[vV]\d+", name):
         return (
-            f"alias '{name}': use a letter then letters, digits, '-' or '_' "
+            f"alias '{alias}': use a letter then letters, digits, '-' or '_' "
             "(not 'latest' or v<number>)"
         )
     return None
+
+
+def current_alias(*, registry: Any, experiment_id: int, name: str) -> AliasPublic | None:
+    """Return the alias `name` of an experiment, or None when it is not set."""
+    try:
+        alias: AliasPublic = registry.get_alias(experiment_id=experiment_id, name=name)
+    except NotFoundError:
+        return None
+    return alias
+
+
+def rollback_target(*, registry: Any, experiment_id: int, name: str) -> int | None:
+    """Return the checkpoint the alias held before its newest move (None: there is none)."""
+    history = registry.alias_history(experiment_id=experiment_id, name=name)
+    previous: int | None = history[0].previous_checkpoint_id if history else None
+    return previous
 
 
 def promote(
@@ -87,13 +107,13 @@ def promote(
         return refused(
             f"{_describe(target)} belongs to another experiment, not '{experiment.name}'."
         )
-    current = _current(registry, experiment_id, alias)
+    current = current_alias(registry=registry, experiment_id=experiment_id, name=alias)
     if current is not None and current.checkpoint_id == target.checkpoint.id:
         return refused(f"@{alias} already points at {_describe(target)}.")
     if skip_gate:
         gate = _skipped(actor, target)
     else:
-        gate = run_gate(registry, experiment=experiment.name, alias=alias, candidate=target)
+        gate = run_gate(registry, alias=alias, candidate=target)
         if gate["verdict"] != "pass":
             word = "failed" if gate["verdict"] == "fail" else "could not judge"
             return refused(f"The gate {word}: @{alias} was not moved.", gate)
@@ -124,12 +144,11 @@ def rollback(
     """Move an alias back to the checkpoint it held before its newest move."""
     registry = LocalRegistry(db_url, migrate=False)
     experiment = _experiment(registry, experiment_id)
-    current = _current(registry, experiment_id, alias)
+    current = current_alias(registry=registry, experiment_id=experiment_id, name=alias)
     if current is None:
         message = f"@{alias} is not set for experiment '{experiment.name}'."
         return PromotionResult(False, message, alias, experiment_id)
-    history = registry.alias_history(experiment_id=experiment_id, name=alias)
-    previous = history[0].previous_checkpoint_id if history else None
+    previous = rollback_target(registry=registry, experiment_id=experiment_id, name=alias)
     if previous is None or previous == current.checkpoint_id:
         message = f"@{alias} ({experiment.name}) has no earlier checkpoint to roll back to."
         return PromotionResult(False, message, alias, experiment_id)
@@ -148,15 +167,12 @@ def rollback(
     )
 
 
-def run_gate(
-    registry: LocalRegistry, *, experiment: str, alias: str, candidate: ResolvedRef
-) -> dict[str, Any]:
-    """Judge `candidate` with its run's spec gate; return the GateResult JSON.
+def run_gate(registry: Any, *, alias: str, candidate: ResolvedRef) -> dict[str, Any]:
+    """Judge `candidate` with its run's spec gate against `alias`; return the GateResult JSON.
 
     The baseline is the spec's `gate.baseline` when the spec sets one, else the alias
-    being moved. A spec without gate rules passes with a note, as in the CLI.
+    being moved. Missing evaluations make the result an error that names them.
     """
-    from service.gate.rules import evaluate_gate
     from service.spec_loader import SpecError, load_spec_text
 
     run = candidate.run
@@ -164,64 +180,7 @@ def run_gate(
         spec = load_spec_text(run.spec_text, run.spec_path or "spec.yaml", check_files=False)
     except SpecError as exc:
         return gate_error(f"the spec of run {run.id} does not load: {exc}")
-    section = spec.gate
-    if section is None or not section.rules:
-        return {"verdict": "pass", "rules": [], "summary": "PASS: spec has no gate rules"}
-    rules = list(section.rules)
-    sources = [f"gate.rules.{i}" for i in range(len(rules))]
-    base_ref = section.baseline if "baseline" in section.model_fields_set else f"@{alias}"
-    note = None
-    try:
-        baseline: ResolvedRef | None = resolve_ref(registry, base_ref, experiment=experiment)
-    except NotFoundError as exc:
-        if not base_ref.startswith("@"):
-            return gate_error(f"baseline {base_ref}: {exc}")
-        # Before the first promotion there is no alias: absolute rules still apply.
-        baseline, note = None, f"no baseline: {exc}"
-    missing = missing_evaluations(registry, spec, rules, candidate, baseline)
-    if missing:
-        return _missing_result(rules, sources, candidate, baseline, missing, run)
-    try:
-        result = evaluate_gate(
-            registry=registry,
-            rules=rules,
-            candidate=candidate,
-            baseline=baseline,
-            sources=sources,
-            baseline_note=note,
-        )
-    except EvalctlError as exc:
-        return gate_error(str(exc))
-    return result.to_json()
-
-
-def missing_evaluations(
-    registry: LocalRegistry,
-    spec: Any,
-    rules: list[Any],
-    candidate: ResolvedRef,
-    baseline: ResolvedRef | None,
-) -> dict[str, list[str]]:
-    """Return, per evaluator the spec configures, the sides lacking the evaluation a rule reads."""
-    from service.gate.rules import needs_baseline
-    from service.gate.sides import GateSide
-
-    configured = {name for name, _ in spec.evaluator_configs()}
-    sides = [GateSide.load(registry, candidate)]
-    if baseline is not None:
-        sides.append(GateSide.load(registry, baseline, role="baseline"))
-    missing: dict[str, list[str]] = {}
-    for rule in rules:
-        readers = sides if needs_baseline(rule) else sides[:1]
-        for evaluator in rule.evaluators:
-            if evaluator not in configured:
-                continue  # not runnable from the spec either: the rule fails and says why
-            for side in readers:
-                where = f"{side.role} {side.label}"
-                wanted = missing.setdefault(evaluator, [])
-                if not side.has_evaluator(evaluator) and where not in wanted:
-                    wanted.append(where)
-    return {name: where for name, where in missing.items() if where}
+    return gate_for_promotion(registry=registry, spec=spec, candidate=candidate, alias=alias)
 
 
 def _skipped(actor: str, target: ResolvedRef) -> dict[str, Any]:
@@ -233,53 +192,6 @@ def _skipped(actor: str, target: ResolvedRef) -> dict[str, Any]:
         "candidate_checkpoint_id": target.checkpoint.id,
         "rules": [],
     }
-
-
-def gate_error(message: str) -> dict[str, Any]:
-    """Return a gate result that could not judge, with `message` as its reason."""
-    return {"verdict": "error", "rules": [], "summary": f"ERROR: {message}", "message": message}
-
-
-def _missing_result(
-    rules: list[Any],
-    sources: list[str],
-    candidate: ResolvedRef,
-    baseline: ResolvedRef | None,
-    missing: dict[str, list[str]],
-    run: Any,
-) -> dict[str, Any]:
-    from service.gate.rules import GateResult, RuleResult
-
-    listed = "; ".join(f"{name} on {', '.join(where)}" for name, where in missing.items())
-    spec_hint = run.spec_path or "SPEC"
-    message = (
-        f"missing evaluations: {listed}. The dashboard cannot run models: run "
-        f"`evalctl gate --spec {spec_hint} --candidate {candidate.label}` from the CLI "
-        "(it evaluates what is missing), then promote again."
-    )
-    results = []
-    for rule, source in zip(rules, sources, strict=True):
-        lacking = [name for name in rule.evaluators if name in missing]
-        verdict = "error" if lacking else "skip"
-        reason = f"missing evaluation {', '.join(lacking)}" if lacking else "not judged (see above)"
-        results.append(
-            RuleResult(
-                source=source,
-                kind=rule.kind,
-                name=rule.label,
-                metric=rule.metric,
-                verdict=verdict,
-                reason=reason,
-            )
-        )
-    result = GateResult(
-        candidate=candidate.label,
-        baseline=baseline.label if baseline is not None else None,
-        candidate_checkpoint_id=candidate.checkpoint.id,
-        baseline_checkpoint_id=baseline.checkpoint.id if baseline is not None else None,
-        rules=results,
-    )
-    return {**result.to_json(), "message": message, "missing": missing}
 
 
 def _move(
@@ -295,22 +207,21 @@ def _move(
     token_id: int | None,
     gate: dict[str, Any] | None,
 ) -> PromotionResult:
-    """Register the MLflow version, then record the move (and its history), like the CLI."""
-    from service.promotion import move_alias
-
+    """Move the alias in both registries and say what happened."""
     assert experiment.id is not None
     try:
-        moved = move_alias(
-            engine=registry.engine,
-            write_engine=write_engine,
-            settings=settings,
+        moved = move(
+            registry=registry,
             experiment_id=experiment.id,
+            experiment_name=experiment.name,
             name=alias,
-            checkpoint_id=target.checkpoint.id,
+            target=target,
             actor=actor,
             action=action,
             gate=gate,
             token_id=token_id,
+            write_engine=write_engine,
+            settings=settings,
         )
     except EvalctlError as exc:
         message = f"Registering the model version failed, so @{alias} was not moved: {exc}"
@@ -323,13 +234,6 @@ def _move(
 def _experiment(registry: LocalRegistry, experiment_id: int) -> Experiment:
     with Session(registry.engine) as session:
         return crud.get_experiment(session=session, experiment_id=experiment_id)
-
-
-def _current(registry: LocalRegistry, experiment_id: int, alias: str) -> AliasPublic | None:
-    try:
-        return registry.get_alias(experiment_id=experiment_id, name=alias)
-    except NotFoundError:
-        return None
 
 
 def _describe(target: ResolvedRef) -> str:
