@@ -33,19 +33,19 @@ def runner_loop(url: str, runner_id: int, deadline: float | None) -> list[int]:
     claimed (polls that found nothing count as -1)."""
     from sqlmodel import Session
 
-    from service import queue
+    from service import crud
     from service.db import get_engine
 
     engine = get_engine(url)
     got: list[int] = []
     while True:
         with Session(engine) as session:
-            job = queue.claim_job(
+            job = crud.claim_job(
                 session=session, runner_id=runner_id, labels=["bench"], gpus=1, lease_seconds=600
             )
             got.append(-1 if job is None else int(job.id or 0))
             if job is not None:  # as a runner does: a claim hands back a job it still holds
-                queue.finish_job(
+                crud.finish_job(
                     session=session,
                     job_id=int(job.id or 0),
                     runner_id=runner_id,

@@ -20,9 +20,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from dashboard_measure import measure_mlflow, measure_pages, report, start_server
+from dashboard_measure import measure_mlflow, measure_pages, report
 from dashboard_plan import make_plan
 from dashboard_seed import DASH_DB, MLFLOW_DB, PG, databases_exist, drop_databases, seed_all
+
+from tests.helpers import start_server
 
 
 def parse_args() -> argparse.Namespace:
@@ -68,7 +70,7 @@ def main() -> None:
                 record["seeding"] = "reused"
             else:
                 record["seeding"] = seed_all(plan, dash_url, mlflow_uri, tmp)
-            server = start_server(tmp / "home", dash_url, mlflow_uri)
+            server = start_server(tmp / "home", dash_url, mlflow_uri=mlflow_uri, timeout=90)
             try:
                 record |= measure_pages(server, dash_url, plan, args)
             finally:

@@ -2,9 +2,10 @@
 
 Goal: the whole CLI call under 2 s. Two checkpoints with four evaluations each (10,000
 examples per evaluation: binary, continuous with clusters, perplexity parts) are recorded
-directly through `LocalRegistry` in a temporary EVALCTL_HOME; then three timings are
-taken: the `evalctl gate` subprocess end to end (median of --repeat), `evaluate_gate`
-in-process (registry reads + statistics), and the statistics alone on ready arrays.
+through `LocalRegistry` with the test factories (`tests/factories.py`) in a temporary
+EVALCTL_HOME; then three timings are taken: the `evalctl gate` subprocess end to end (median
+of --repeat), `evaluate_gate` in-process (registry reads + statistics), and the statistics
+alone on ready arrays.
 """
 
 from __future__ import annotations
@@ -41,21 +42,19 @@ def record(registry: Any, n: int, *, seed: int, shift: float) -> int:
     """Record a run -> checkpoint -> four evaluations of n examples; return the checkpoint id."""
     import numpy as np
 
-    from service.models import CheckpointCreate, EvalExampleCreate, EvaluationCreate, RunCreate
+    from tests.factories import (
+        make_checkpoint,
+        make_evaluation,
+        make_examples,
+        make_experiment,
+        make_run,
+    )
 
     rng = np.random.default_rng(seed)
     base_rng = np.random.default_rng(0)  # the same examples on both sides, then a shift
-    experiment = registry.get_or_create_experiment(name="bench-gate")
-    run = registry.create_run(
-        run_in=RunCreate(
-            name=f"bench-{seed}", experiment_id=experiment.id, spec_text="", spec_hash="0"
-        )
-    )
-    checkpoint = registry.record_checkpoint(
-        checkpoint_in=CheckpointCreate(
-            run_id=run.id, step=1, path="/nonexistent", sha256=f"{seed:064d}"
-        )
-    )
+    experiment = make_experiment(registry, name="bench-gate")
+    run = make_run(registry, experiment=experiment, name=f"bench-{seed}", spec_text="")
+    checkpoint = make_checkpoint(registry, run=run, step=1)
     ids = [f"ex{i}" for i in range(n)]
     correct = (base_rng.random(n) < 0.8).astype(float)
     flip = rng.random(n) < 0.02
@@ -88,14 +87,12 @@ def record(registry: Any, n: int, *, seed: int, shift: float) -> int:
         ),
     }
     for evaluator, (metrics, scores, details) in sets.items():
-        registry.record_evaluation(
-            evaluation_in=EvaluationCreate(
-                checkpoint_id=checkpoint.id, evaluator=evaluator, config_hash="0", metrics=metrics
-            ),
-            examples=[
-                EvalExampleCreate(position=i, example_id=ids[i], scores=s, details=d)
-                for i, (s, d) in enumerate(zip(scores, details, strict=True))
-            ],
+        make_evaluation(
+            registry,
+            checkpoint=checkpoint,
+            evaluator=evaluator,
+            metrics=metrics,
+            examples=make_examples(scores, ids=ids, details=details),
         )
     return int(checkpoint.id)
 

@@ -40,33 +40,25 @@ def _median_seconds(fn: Callable[[int], None], repeats: int) -> float:
 
 def time_registry(registry: Any, values: list[float], repeats: int) -> float:
     """Return the median seconds of one record_evaluation with len(values) examples."""
-    from service.models import CheckpointCreate, EvalExampleCreate, EvaluationCreate, RunCreate
+    from service.models import EvalExampleCreate
+    from tests.factories import make_checkpoint, make_evaluation, make_experiment, make_run
 
-    experiment = registry.get_or_create_experiment(name="bench-record-eval")
-    run = registry.create_run(
-        run_in=RunCreate(
-            name="bench", experiment_id=experiment.id, spec_text="", spec_hash="0" * 64
-        )
-    )
+    experiment = make_experiment(registry, name="bench-record-eval")
+    run = make_run(registry, experiment=experiment, name="bench", spec_text="")
 
     def record(index: int) -> None:
-        checkpoint = registry.record_checkpoint(
-            checkpoint_in=CheckpointCreate(
-                run_id=run.id, step=index + 1, path=f"/ckpt/{index}", sha256=f"{index:064x}"
-            )
-        )
+        checkpoint = make_checkpoint(registry, run=run, step=index + 1)
         examples = [
             EvalExampleCreate(position=i, example_id=f"ex-{i}", scores={"score": v})
             for i, v in enumerate(values)
         ]
-        registry.record_evaluation(
-            evaluation_in=EvaluationCreate(
-                checkpoint_id=checkpoint.id,
-                evaluator="bench",
-                config_hash="0" * 64,
-                metrics={"score": statistics.fmean(values)},
-                n_examples=len(values),
-            ),
+        make_evaluation(
+            registry,
+            checkpoint=checkpoint,
+            evaluator="bench",
+            config_hash="0" * 64,
+            metrics={"score": statistics.fmean(values)},
+            n_examples=len(values),
             examples=examples,
         )
 
@@ -100,9 +92,10 @@ def served_registry(home: Path) -> Iterator[Any]:
     from service.app import create_app
     from service.remote import RemoteRegistry
     from service.settings import Settings, StorageSettings
+    from tests.factories import CHECKPOINT_ROOT
 
-    # time_registry records checkpoints under /ckpt: a storage root of this server.
-    settings = Settings(home=home, storage=StorageSettings(roots=["/ckpt"]))
+    # time_registry records checkpoints under CHECKPOINT_ROOT: a storage root of this server.
+    settings = Settings(home=home, storage=StorageSettings(roots=[CHECKPOINT_ROOT]))
     port = free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
     server = uvicorn.Server(config)

@@ -1,10 +1,10 @@
-"""Measuring and reporting for the dashboard benchmark: a real `evalctl serve` subprocess
-on a free loopback port against both seeded databases, a keep-alive httpx client logged in
-with a read token, the timed runs-page views and compare page (with a check that the compare
-payload keeps at most 2,000 points per series), MLflow's own reads of the same data as
-baselines, and the printed tables and results.jsonl record. Dashboard pages send
-`Server-Timing: app;dur=<ms>`; both that server time and the client-side latency on
-loopback are recorded. It owns no seeding and no command line.
+"""Measuring and reporting for the dashboard benchmark: against a real `evalctl serve` on
+both seeded databases (started by `tests.helpers.start_server`, the launcher the tests use),
+a keep-alive httpx client logged in with a read token, the timed runs-page views and
+compare page (with a check that the compare payload keeps at most 2,000 points per series),
+MLflow's own reads of the same data as baselines, and the printed tables and results.jsonl
+record. Dashboard pages send `Server-Timing: app;dur=<ms>`; both that server time and the
+client-side latency on loopback are recorded. It owns no seeding and no command line.
 """
 
 from __future__ import annotations
@@ -15,77 +15,25 @@ import json
 import math
 import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from _shared import ROOT, append_result, machine_info, print_table
+from _shared import append_result, machine_info, print_table
 from dashboard_plan import Plan
 from dashboard_seed import postgres_version
+
+from tests.helpers import LiveServer
 
 GOAL_RUNS_P95_MS = 150.0
 
 
-# --- the live server -------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    home: Path
-    process: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL)."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def start_server(home: Path, db_url: str, tracking_uri: str, timeout: float = 90) -> Server:
-    """Start `evalctl serve` on a free loopback port against both databases."""
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVALCTL_")}
-    env |= {
-        "EVALCTL_HOME": str(home),
-        "EVALCTL_DATABASE_URL": db_url,
-        "EVALCTL_MLFLOW_URI": tracking_uri,
-        "PYTHONPATH": str(ROOT),
-    }
-    log = (home / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evalctl", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = Server(f"http://127.0.0.1:{port}", home, process)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return server
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"evalctl serve did not start:\n{(home / 'server.log').read_text()}")
+# --- logging in ------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def reader_client(server: Server, db_url: str) -> Iterator[Any]:
+def reader_client(server: LiveServer, db_url: str) -> Iterator[Any]:
     """Yield a keep-alive httpx client logged in to the dashboard with a read token."""
     import httpx
 
@@ -101,28 +49,20 @@ def reader_client(server: Server, db_url: str) -> Iterator[Any]:
         yield client
 
 
-def read_token(server: Server, db_url: str) -> str:
+def read_token(server: LiveServer, db_url: str) -> str:
     """Create a read token through the API with the admin token the server wrote; with
     --reuse the database has tokens already and no admin token is written, so create it
     in the database instead."""
-    import httpx
     from sqlmodel import Session
 
-    from service import queue
+    from service import crud
     from service.db import get_engine
 
     admin_file = server.home / "admin-token"
     if not admin_file.exists():
         with Session(get_engine(db_url)) as session:
-            return queue.create_token(session=session, name="bench-viewer", scopes=["read"])[0]
-    made = httpx.post(
-        f"{server.url}/api/v1/tokens",
-        json={"name": "bench-viewer", "scopes": ["read"]},
-        headers={"Authorization": f"Bearer {admin_file.read_text().strip()}"},
-        timeout=30,
-    )
-    made.raise_for_status()
-    return str(made.json()["token"])
+            return crud.create_token(session=session, name="bench-viewer", scopes=["read"])[0]
+    return server.make_token("read", name="bench-viewer")
 
 
 # --- measuring -------------------------------------------------------------------------
@@ -218,7 +158,7 @@ def runs_views(plan: Plan, n: int, n_other: int, page_size: int = 50) -> list[tu
 
 
 def measure_pages(
-    server: Server, db_url: str, plan: Plan, args: argparse.Namespace
+    server: LiveServer, db_url: str, plan: Plan, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Time the runs-page views and the compare page; check the compare payload."""
     out: dict[str, Any] = {"runs_page": {}}

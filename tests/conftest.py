@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated EVALCTL_HOME, and a tiny random Llama model + tokenizer.
+"""Shared fixtures: an isolated EVALCTL_HOME, a tiny random Llama model + tokenizer, and
+`factory`, the data factories of `tests/factories.py` bound to the test's `registry` fixture.
 
 The tiny model is real transformers code with random weights (fast on CPU); the real
 SmolLM2 model is used only by tests marked `slow`.
@@ -11,6 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from service.registry import Registry
+from tests.factories import Factory
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + "
@@ -85,6 +89,12 @@ def evalctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("EVALCTL_DATABASE_URL", raising=False)
     monkeypatch.delenv("EVALCTL_MLFLOW_URI", raising=False)
     return home
+
+
+@pytest.fixture
+def factory(registry: Registry) -> Factory:
+    """Return the data factories bound to `registry` (the fixture of the test's package)."""
+    return Factory(registry)
 
 
 @pytest.fixture

@@ -1,4 +1,14 @@
-"""Test helpers: run the real CLI (and `evalctl serve`) in subprocesses; small specs, data."""
+"""Test helpers: run the real CLI in subprocesses, small specs and data, and the one launcher
+of a real `evalctl serve` that tests and benchmarks share.
+
+`start_server` runs `evalctl serve` on a loopback port (a free one, or a given one so that a
+restarted service comes back where its clients look) with a clean environment: no
+`EVALCTL_*` variable of the caller leaks in, only what is passed (database, MLflow store,
+storage roots, `--no-migrate`, extra `env`). It waits for `/readyz` (`/healthz` when the
+schema is not migrated on start) and returns a `LiveServer`: URL, home, database URL, log,
+the first-start admin token, `make_token`, `client` and `stop`. Fixtures that scope servers
+live in each package's conftest; test data comes from `tests/factories.py`.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +18,15 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT_S = 60.0
 
 
 def evalctl(
@@ -107,22 +119,28 @@ class LiveServer:
     url: str
     home: Path
     process: subprocess.Popen[bytes]
+    db_url: str
+    log: Path
+    _admin: str | None = field(default=None, repr=False)
 
     @property
     def admin_token(self) -> str:
         """Return the admin token the server wrote on first start."""
-        return (self.home / "admin-token").read_text().strip()
+        if self._admin is None:
+            self._admin = (self.home / "admin-token").read_text().strip()
+        return self._admin
+
+    def client(
+        self, token: str | None = None, *, headers: dict[str, str] | None = None
+    ) -> httpx.Client:
+        """Return a client for the server, sending `token` (default: none) as bearer."""
+        sent = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=sent | (headers or {}), timeout=60.0)
 
     def make_token(self, *scopes: str, name: str = "test") -> str:
         """Create a token with `scopes` through the API; return the plain token."""
-        import httpx
-
-        response = httpx.post(
-            f"{self.url}/api/v1/tokens",
-            json={"name": name, "scopes": list(scopes)},
-            headers={"Authorization": f"Bearer {self.admin_token}"},
-            timeout=30,
-        )
+        with self.client(self.admin_token) as admin:
+            response = admin.post("/api/v1/tokens", json={"name": name, "scopes": list(scopes)})
         assert response.status_code == 201, response.text
         return str(response.json()["token"])
 
@@ -136,44 +154,58 @@ class LiveServer:
             self.process.wait()
 
 
+def free_port() -> int:
+    """Return a loopback port that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_server(
     home: Path,
     db_url: str | None = None,
-    timeout: float = 60,
     *,
+    port: int | None = None,
+    migrate: bool = True,
     storage_roots: list[Path | str] | None = None,
+    mlflow_uri: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = STARTUP_TIMEOUT_S,
 ) -> LiveServer:
-    """Start `evalctl serve` on a free loopback port (SQLite under `home` by default).
+    """Start `evalctl serve` (SQLite under `home` unless `db_url`) and wait until it answers.
 
     `storage_roots`: where runners' checkpoints live besides `home` (their shared volume).
+    `env`: extra variables for the server process, applied last.
     """
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = port or free_port()
     home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVALCTL_")}
-    env |= {"EVALCTL_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
+    log = home / "server.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EVALCTL_")}
+    full_env |= {"EVALCTL_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
     if db_url:
-        env["EVALCTL_DATABASE_URL"] = db_url
+        full_env["EVALCTL_DATABASE_URL"] = db_url
+    if mlflow_uri:
+        full_env["EVALCTL_MLFLOW_URI"] = mlflow_uri
     if storage_roots:
-        env["EVALCTL_STORAGE__ROOTS"] = json.dumps([str(root) for root in storage_roots])
-    log = (home / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evalctl", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = LiveServer(f"http://127.0.0.1:{port}", home, process)
+        full_env["EVALCTL_STORAGE__ROOTS"] = json.dumps([str(root) for root in storage_roots])
+    full_env |= env or {}
+    command = [sys.executable, "-m", "evalctl", "serve", "--port", str(port)]
+    if not migrate:
+        command.append("--no-migrate")
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    database = db_url or f"sqlite:///{home / 'evalctl.db'}"
+    server = LiveServer(f"http://127.0.0.1:{port}", home, process, database, log)
+    probe = f"{server.url}/readyz" if migrate else f"{server.url}/healthz"
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"evalctl serve exited:\n{log.read_text()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(probe, timeout=2).status_code == 200:
                 return server
         except httpx.TransportError:
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"evalctl serve did not start:\n{(home / 'server.log').read_text()}")
+    raise RuntimeError(f"evalctl serve did not start:\n{log.read_text()}")

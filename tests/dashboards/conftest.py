@@ -1,4 +1,5 @@
-"""Dashboard fixtures: a live `evalctl serve` with a seeded registry, and logged-in clients.
+"""Dashboard fixtures: a live `evalctl serve` with a seeded registry, a `LocalRegistry` on
+its database (for `factory`), and logged-in clients.
 
 One server per test module (starting one costs about 2 s); each module seeds its own
 experiment with a unique name. `login(client, token)` does what a browser does: fetch the
@@ -10,12 +11,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from service.local import LocalRegistry
 from tests.dashboards.seed import Seeded, seed
+from tests.factories import CHECKPOINT_ROOT
 from tests.helpers import LiveServer, start_server
 
 
@@ -39,20 +41,26 @@ def login(client: httpx.Client, token: str) -> httpx.Response:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    # seed() records checkpoints under /ckpts: declare it, as a shared volume would be.
-    live = start_server(tmp_path_factory.mktemp("dash") / "home", storage_roots=["/ckpts"])
+    # seed() records checkpoints under CHECKPOINT_ROOT: declare it, as a shared volume would be.
+    home = tmp_path_factory.mktemp("dash") / "home"
+    live = start_server(home, storage_roots=[CHECKPOINT_ROOT])
     yield live
     live.stop()
 
 
 @pytest.fixture(scope="module")
 def seeded(server: LiveServer) -> Seeded:
-    home: Path = server.home
     return seed(
-        f"sqlite:///{home / 'evalctl.db'}",
-        f"sqlite:///{home / 'mlflow.db'}",
+        server.db_url,
+        f"sqlite:///{server.home / 'mlflow.db'}",
         experiment=f"orders-{uuid.uuid4().hex[:6]}",
     )
+
+
+@pytest.fixture(scope="module")
+def registry(server: LiveServer) -> LocalRegistry:
+    """Return a LocalRegistry on the server's database (the server migrated it)."""
+    return LocalRegistry(server.db_url, migrate=False)
 
 
 @pytest.fixture(scope="module")

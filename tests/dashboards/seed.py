@@ -1,4 +1,4 @@
-"""A small, realistic registry for dashboard tests, built through the data-access layer.
+"""A small, realistic registry for dashboard tests, built with `tests/factories.py`.
 
 One experiment with three runs: `good` and `worse` succeeded (checkpoints at steps 0, 10
 and 20, each scored by json_schema, perplexity, classification and llama_guard, with
@@ -16,16 +16,16 @@ from typing import Any
 
 from sqlmodel import Session
 
-from service import queue
+from service import crud
 from service.local import LocalRegistry
-from service.models import (
-    CheckpointCreate,
-    EvalExampleCreate,
-    EvaluationCreate,
-    JobCreate,
-    RunCreate,
-    RunStatus,
-    RunUpdate,
+from service.models import CheckpointPublic, EvalExampleCreate, JobCreate, RunStatus, RunUpdate
+from tests.factories import (
+    CHECKPOINT_ROOT,
+    make_alias,
+    make_checkpoint,
+    make_evaluation,
+    make_experiment,
+    make_run,
 )
 
 N_EXAMPLES = 20
@@ -157,10 +157,11 @@ def seed(db_url: str, tracking_uri: str, *, experiment: str) -> Seeded:
     from mlflow.tracking import MlflowClient
 
     registry = LocalRegistry(db_url)
-    exp = registry.get_or_create_experiment(name=experiment)
+    exp = make_experiment(registry, name=experiment)
     client = MlflowClient(tracking_uri=tracking_uri)
     mlflow_exp = client.create_experiment(experiment)
     runs: dict[str, SeededRun] = {}
+    best: dict[str, CheckpointPublic] = {}
     plans = {
         "good": (10, 16, "1e-3", set()),
         "worse": (10, 8, "2e-4", {1, 3, 5, 9}),
@@ -169,19 +170,18 @@ def seed(db_url: str, tracking_uri: str, *, experiment: str) -> Seeded:
     for name, (quality, r, lr, wrong) in plans.items():
         run_name = f"{experiment}-{name}"
         spec = SPEC.format(name=run_name, r=r, lr=lr, experiment=experiment)
-        run = registry.create_run(
-            run_in=RunCreate(
-                name=run_name,
-                experiment_id=exp.id,
-                spec_text=spec,
-                spec_hash=f"{hash(spec):x}"[-12:],
-                git_sha="3f2c1ab9d0e4",
-                base_model="models/tiny",
-                base_model_hash="ab" * 32,
-                dataset_hashes={"train": "cd" * 32, "eval": "ef" * 32},
-                tags={"team": "nlp", "arm": name},
-                status=RunStatus.running,
-            )
+        run = make_run(
+            registry,
+            experiment=exp,
+            name=run_name,
+            spec_text=spec,
+            spec_hash=f"{hash(spec):x}"[-12:],
+            git_sha="3f2c1ab9d0e4",
+            base_model="models/tiny",
+            base_model_hash="ab" * 32,
+            dataset_hashes={"train": "cd" * 32, "eval": "ef" * 32},
+            tags={"team": "nlp", "arm": name},
+            status=RunStatus.running,
         )
         seeded = SeededRun(id=run.id, name=run_name)
         runs[name] = seeded
@@ -200,32 +200,31 @@ def seed(db_url: str, tracking_uri: str, *, experiment: str) -> Seeded:
             continue
         _log_curves(client, mlrun.info.run_id, slowdown=1.0 if name == "good" else 1.3)
         for step in (0, 10, 20):
-            ckpt = registry.record_checkpoint(
-                checkpoint_in=CheckpointCreate(
-                    run_id=run.id,
-                    step=step,
-                    path=f"/ckpts/{run_name}/{step}",
-                    sha256=f"{run.id:04d}{step:04d}".ljust(64, "0"),
-                    train_loss=None if step == 0 else 2.0 - step * 0.05,
-                    eval_loss=2.2 - step * 0.04,
-                )
+            ckpt = make_checkpoint(
+                registry,
+                run=run,
+                step=step,
+                path=f"{CHECKPOINT_ROOT}/{run_name}/{step}",
+                sha256=f"{run.id:04d}{step:04d}".ljust(64, "0"),
+                train_loss=None if step == 0 else 2.0 - step * 0.05,
+                eval_loss=2.2 - step * 0.04,
             )
             seeded.checkpoint_ids.append(ckpt.id)
             for evaluator, rows in _examples(quality, step, wrong).items():
-                evaluation = registry.record_evaluation(
-                    evaluation_in=EvaluationCreate(
-                        checkpoint_id=ckpt.id,
-                        evaluator=evaluator,
-                        config_hash="c" * 16,
-                        metrics=_metrics(evaluator, rows),
-                        n_examples=len(rows),
-                        duration_s=1.5,
-                    ),
+                evaluation = make_evaluation(
+                    registry,
+                    checkpoint=ckpt,
+                    evaluator=evaluator,
+                    config_hash="c" * 16,
+                    metrics=_metrics(evaluator, rows),
+                    n_examples=len(rows),
+                    duration_s=1.5,
                     examples=rows,
                 )
                 if step == 20:
                     seeded.evaluation_ids[evaluator] = evaluation.id
-        seeded.best_checkpoint_id = seeded.checkpoint_ids[-1]
+        seeded.best_checkpoint_id = ckpt.id
+        best[name] = ckpt
         registry.update_run(
             run_id=run.id,
             run_update=RunUpdate(
@@ -234,10 +233,10 @@ def seed(db_url: str, tracking_uri: str, *, experiment: str) -> Seeded:
                 mlflow_run_id=mlrun.info.run_id,
             ),
         )
-    registry.set_alias(
-        experiment_id=exp.id,
+    make_alias(
+        registry,
+        checkpoint=best["good"],
         name="production",
-        checkpoint_id=runs["good"].best_checkpoint_id,
         actor="seed",
         action="promote",
         gate={"verdict": "pass", "summary": "PASS: seeded"},
@@ -271,45 +270,45 @@ def _jobs(
 ) -> tuple[list[int], str]:
     runner_name = f"gpu-box-{experiment}"
     with Session(registry.engine) as session:
-        runner = queue.register_runner(session=session, name=runner_name, labels=["a100"], gpus=1)
-        good = queue.enqueue_job(
+        runner = crud.register_runner(session=session, name=runner_name, labels=["a100"], gpus=1)
+        good = crud.enqueue_job(
             session=session,
             job_in=JobCreate(kind="train", spec_text="name: x", gpus=0, labels=["a100"]),
         )
         good_id = good.id
-        claimed = queue.claim_job(
+        claimed = crud.claim_job(
             session=session, runner_id=runner.id, labels=["a100"], gpus=1, lease_seconds=300
         )
         assert claimed is not None and claimed.id == good_id
-        queue.set_job_run(
+        crud.set_job_run(
             session=session, job_id=good_id, run_id=runs["good"].id, runner_id=runner.id
         )
-        queue.append_job_logs(
+        crud.append_job_logs(
             session=session,
             job_id=good_id,
             runner_id=runner.id,
             lines=["step 10 loss 1.52", "step 20 loss 1.21", "done"],
         )
-        queue.finish_job(session=session, job_id=good_id, runner_id=runner.id, status="succeeded")
-        bad = queue.enqueue_job(
+        crud.finish_job(session=session, job_id=good_id, runner_id=runner.id, status="succeeded")
+        bad = crud.enqueue_job(
             session=session,
             job_in=JobCreate(kind="train", spec_text="name: y", gpus=0, labels=["a100"]),
         )
         bad_id = bad.id
-        queue.claim_job(
+        crud.claim_job(
             session=session, runner_id=runner.id, labels=["a100"], gpus=1, lease_seconds=300
         )
-        queue.set_job_run(
+        crud.set_job_run(
             session=session, job_id=bad_id, run_id=runs["broken"].id, runner_id=runner.id
         )
-        queue.finish_job(
+        crud.finish_job(
             session=session,
             job_id=bad_id,
             runner_id=runner.id,
             status="failed",
             failure_reason="CUDA out of memory at step 3",
         )
-        queued = queue.enqueue_job(
+        queued = crud.enqueue_job(
             session=session,
             job_in=JobCreate(
                 kind="eval", spec_text="name: z", gpus=1, payload={"checkpoint_ids": [1]}

@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.local import LocalRegistry
 from tests.dashboards.seed import Seeded, SeededRun, seed
+from tests.factories import make_evaluation, make_examples
 from tests.helpers import LiveServer
 
 
@@ -114,8 +116,8 @@ def test_htmx_request_gets_the_filtered_table(reader: httpx.Client, seeded: Seed
     assert 'id="examples"' in html and _rows(html) == ["ex-01", "ex-03", "ex-05", "ex-09"]
 
 
-def test_pagination(reader: httpx.Client, server: LiveServer, seeded: Seeded) -> None:
-    evaluation = _big_evaluation(server, seeded.runs["good"])
+def test_pagination(reader: httpx.Client, registry: LocalRegistry, seeded: Seeded) -> None:
+    evaluation = _big_evaluation(registry, seeded.runs["good"])
     first = reader.get(f"/evaluations/{evaluation}", params={"show": "errors"}).text
     assert _count(first) == "150 of 250 examples"
     assert len(_rows(first)) == 100 and "page 1 of 2" in first
@@ -139,28 +141,19 @@ def test_needs_login(server: LiveServer, seeded: Seeded) -> None:
     assert response.status_code == 303 and response.headers["location"].startswith("/login")
 
 
-def _big_evaluation(server: LiveServer, run: SeededRun) -> int:
+def _big_evaluation(registry: LocalRegistry, run: SeededRun) -> int:
     """Record a 250-example evaluation where every example but the first 100 has an error."""
-    from service.local import LocalRegistry
-    from service.models import EvalExampleCreate, EvaluationCreate
-
-    registry = LocalRegistry(f"sqlite:///{server.home / 'evalctl.db'}", migrate=False)
-    rows = [
-        EvalExampleCreate(
-            position=i,
-            example_id=f"ex-{i:02d}" if i < 100 else f"ex-{i}",
-            scores={"valid": float(i < 100)},
-            details={"input": f"in {i}", **({} if i < 100 else {"error": "bad"})},
-        )
-        for i in range(250)
-    ]
-    evaluation = registry.record_evaluation(
-        evaluation_in=EvaluationCreate(
-            checkpoint_id=run.checkpoint_ids[0],
-            evaluator="json_schema",
-            config_hash="d" * 16,
-            metrics={"valid_rate": 0.4},
-        ),
+    rows = make_examples(
+        [{"valid": float(i < 100)} for i in range(250)],
+        ids=[f"ex-{i:02d}" if i < 100 else f"ex-{i}" for i in range(250)],
+        details=[{"input": f"in {i}", **({} if i < 100 else {"error": "bad"})} for i in range(250)],
+    )
+    evaluation = make_evaluation(
+        registry,
+        checkpoint=registry.get_checkpoint(checkpoint_id=run.checkpoint_ids[0]),
+        evaluator="json_schema",
+        config_hash="d" * 16,
+        metrics={"valid_rate": 0.4},
         examples=rows,
     )
     return evaluation.id

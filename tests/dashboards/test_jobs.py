@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from sqlmodel import Session
 
-from service import queue
+from service import crud
 from service.local import LocalRegistry
 from service.models import JobCreate
 from tests.dashboards.conftest import csrf_of, login
@@ -141,7 +141,7 @@ def test_fifty_jobs_per_page_with_filters_kept(tmp_path: Path) -> None:
         registry = LocalRegistry(f"sqlite:///{server.home / 'evalctl.db'}")
         with Session(registry.engine) as session:
             job_in = JobCreate(kind="train", spec_text="x")
-            ids = [queue.enqueue_job(session=session, job_in=job_in).id for _ in range(51)]
+            ids = [crud.enqueue_job(session=session, job_in=job_in).id for _ in range(51)]
         with httpx.Client(base_url=server.url) as client:
             login(client, server.make_token("read"))
             first = client.get("/jobs", params={"kind": "train"}).text

@@ -16,6 +16,7 @@ import pytest
 
 from tests.dashboards.conftest import csrf_of, login
 from tests.dashboards.seed import Seeded, seed
+from tests.factories import CHECKPOINT_ROOT
 from tests.helpers import LiveServer, start_server
 
 pytestmark = pytest.mark.postgres
@@ -27,7 +28,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveSe
 
     home: Path = tmp_path_factory.mktemp("dash-pg") / "home"
     with _database("postgres", home.parent) as url:
-        server = start_server(home, db_url=url, storage_roots=["/ckpts"])
+        server = start_server(home, db_url=url, storage_roots=[CHECKPOINT_ROOT])
         try:
             seeded = seed(url, f"sqlite:///{home / 'mlflow.db'}", experiment="orders-pg")
             yield server, seeded

@@ -10,18 +10,12 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 
 from service.local import LocalRegistry
-from service.models import CheckpointCreate
 from tests.dashboards.conftest import csrf_of
 from tests.dashboards.seed import Seeded
+from tests.factories import make_checkpoint
 from tests.helpers import LiveServer
-
-
-@pytest.fixture(scope="module")
-def registry(server: LiveServer) -> LocalRegistry:
-    return LocalRegistry(f"sqlite:///{server.home / 'evalctl.db'}", migrate=False)
 
 
 def _production(registry: LocalRegistry, seeded: Seeded, name: str = "production") -> int:
@@ -113,9 +107,7 @@ def test_missing_evaluations_make_the_gate_an_error(
     writer: httpx.Client, seeded: Seeded, registry: LocalRegistry
 ) -> None:
     good = seeded.runs["good"]
-    fresh = registry.record_checkpoint(
-        checkpoint_in=CheckpointCreate(run_id=good.id, step=30, path="/ckpts/x/30", sha256="9" * 64)
-    )
+    fresh = make_checkpoint(registry, run=registry.get_run(ref=str(good.id)), step=30)
     response = _promote(writer, seeded, checkpoint_id=fresh.id)
     assert response.status_code == 409
     html = response.text

@@ -11,17 +11,11 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from service import queue
+from service import crud
 from service.local import LocalRegistry
-from service.models import (
-    CheckpointCreate,
-    EvaluationCreate,
-    EvaluationStatus,
-    JobCreate,
-    RunCreate,
-    RunUpdate,
-)
+from service.models import EvaluationStatus, JobCreate, RunPublic, RunUpdate
 from tests.dashboards.seed import Seeded
+from tests.factories import make_checkpoint, make_evaluation, make_experiment, make_run, unique
 from tests.helpers import LiveServer
 
 
@@ -38,23 +32,11 @@ def section(html: str, title: str) -> str:
     return found.group(1)
 
 
-@pytest.fixture(scope="module")
-def registry(server: LiveServer) -> LocalRegistry:
-    return LocalRegistry(f"sqlite:///{server.home / 'evalctl.db'}", migrate=False)
-
-
-def new_run(registry: LocalRegistry, seeded: Seeded, **fields: object) -> int:
-    run = registry.create_run(
-        run_in=RunCreate(
-            name=f"extra-{uuid.uuid4().hex[:6]}",
-            experiment_id=seeded.experiment_id,
-            spec_text="name: extra\n",
-            spec_hash="1" * 12,
-            **fields,  # type: ignore[arg-type]
-        )
+def new_run(registry: LocalRegistry, seeded: Seeded) -> RunPublic:
+    experiment = make_experiment(registry, name=seeded.experiment)
+    return make_run(
+        registry, experiment=experiment, name=unique("extra"), spec_text="name: extra\n"
     )
-    assert run.id is not None
-    return run.id
 
 
 def test_lineage(reader: httpx.Client, seeded: Seeded) -> None:
@@ -108,7 +90,7 @@ def test_long_curves_are_downsampled(
     points += [Metric("grad_norm", 0.5, 0, step) for step in range(1, 11)]
     for i in range(0, len(points), 1000):
         client.log_batch(mlrun.info.run_id, metrics=points[i : i + 1000])
-    run_id = new_run(registry, seeded)
+    run_id = new_run(registry, seeded).id
     registry.update_run(run_id=run_id, run_update=RunUpdate(mlflow_run_id=mlrun.info.run_id))
     found = charts(reader.get(f"/runs/{run_id}").text)
     assert set(found) == {"curve-loss", "curve-grad_norm"}
@@ -148,33 +130,29 @@ def test_checkpoints_with_metrics_best_marker_and_links(
 def test_failed_evaluation_shows_its_error(
     reader: httpx.Client, registry: LocalRegistry, seeded: Seeded
 ) -> None:
-    run_id = new_run(registry, seeded)
-    ckpt = registry.record_checkpoint(
-        checkpoint_in=CheckpointCreate(run_id=run_id, step=5, path="/c/5", sha256="f" * 64)
-    )
-    assert ckpt.id is not None
+    run = new_run(registry, seeded)
+    run_id = run.id
+    ckpt = make_checkpoint(registry, run=run, step=5)
     for status, error, metrics in (
         (EvaluationStatus.succeeded, None, {"valid_rate": 0.25}),
         (EvaluationStatus.failed, "schema.json: no such file", {}),
     ):
-        registry.record_evaluation(
-            evaluation_in=EvaluationCreate(
-                checkpoint_id=ckpt.id,
-                evaluator="json_schema",
-                config_hash="c" * 16,
-                status=status,
-                error=error,
-                metrics=metrics,
-            )
-        )
-    registry.record_evaluation(
-        evaluation_in=EvaluationCreate(
-            checkpoint_id=ckpt.id,
-            evaluator="llama_guard",
+        make_evaluation(
+            registry,
+            checkpoint=ckpt,
+            evaluator="json_schema",
             config_hash="c" * 16,
-            status=EvaluationStatus.failed,
-            error="CUDA out of memory",
+            status=status,
+            error=error,
+            metrics=metrics,
         )
+    make_evaluation(
+        registry,
+        checkpoint=ckpt,
+        evaluator="llama_guard",
+        config_hash="c" * 16,
+        status=EvaluationStatus.failed,
+        error="CUDA out of memory",
     )
     table = section(reader.get(f"/runs/{run_id}").text, "Checkpoints")
     # A later failure does not hide the succeeded scores; a lone failure shows its error.
@@ -202,19 +180,19 @@ def test_job_runner_and_log(
     log = section(good, "Log")
     assert "step 20 loss 1.21" in log and f"job #{seeded.job_ids[0]}" in log
     # A job still running shows the runner holding it, and only the last 200 lines.
-    run_id = new_run(registry, seeded)
+    run_id = new_run(registry, seeded).id
     label = f"lbl-{uuid.uuid4().hex[:6]}"
     with Session(registry.engine) as session:
-        runner = queue.register_runner(session=session, name=f"box-{label}", labels=[label], gpus=0)
+        runner = crud.register_runner(session=session, name=f"box-{label}", labels=[label], gpus=0)
         job_in = JobCreate(kind="train", spec_text="name: r", gpus=0, labels=[label])
-        job_id = queue.enqueue_job(session=session, job_in=job_in).id
-        claimed = queue.claim_job(
+        job_id = crud.enqueue_job(session=session, job_in=job_in).id
+        claimed = crud.claim_job(
             session=session, runner_id=runner.id, labels=[label], gpus=0, lease_seconds=300
         )
         assert claimed is not None and claimed.id == job_id
-        queue.set_job_run(session=session, job_id=job_id, run_id=run_id, runner_id=runner.id)
+        crud.set_job_run(session=session, job_id=job_id, run_id=run_id, runner_id=runner.id)
         lines = [f"log line {i:04d}" for i in range(250)]
-        queue.append_job_logs(session=session, job_id=job_id, runner_id=runner.id, lines=lines)
+        crud.append_job_logs(session=session, job_id=job_id, runner_id=runner.id, lines=lines)
     html = reader.get(f"/runs/{run_id}").text
     assert f"box-{label}" in section(html, "Job")
     log = section(html, "Log")
@@ -224,7 +202,7 @@ def test_job_runner_and_log(
 def test_local_run_log_when_no_job(
     server: LiveServer, reader: httpx.Client, registry: LocalRegistry, seeded: Seeded
 ) -> None:
-    run_id = new_run(registry, seeded)
+    run_id = new_run(registry, seeded).id
     assert "No log recorded." in reader.get(f"/runs/{run_id}").text
     folder: Path = server.home / "runs" / str(run_id)
     folder.mkdir(parents=True)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 import httpx
 import pytest
 
 from service.local import LocalRegistry
-from service.models import EvaluationCreate, RunCreate
 from tests.dashboards.seed import Seeded
+from tests.factories import make_evaluation, make_experiment, make_run, unique
 from tests.helpers import LiveServer
 
 VALID = "json_schema.valid_rate"
@@ -159,22 +158,10 @@ def test_table_partial_for_htmx(reader: httpx.Client, seeded: Seeded) -> None:
     assert "tag=" not in response.headers["HX-Push-Url"]
 
 
-def test_pagination(server: LiveServer, reader: httpx.Client) -> None:
-    experiment = f"paged-{uuid.uuid4().hex[:6]}"
-    registry = LocalRegistry(f"sqlite:///{server.home / 'evalctl.db'}", migrate=False)
-    exp = registry.get_or_create_experiment(name=experiment)
-    assert exp.id is not None
-    made = [
-        registry.create_run(
-            run_in=RunCreate(
-                name=f"{experiment}-{i:02d}",
-                experiment_id=exp.id,
-                spec_text="name: x\n",
-                spec_hash="0" * 12,
-            )
-        ).id
-        for i in range(53)
-    ]
+def test_pagination(registry: LocalRegistry, reader: httpx.Client) -> None:
+    experiment = unique("paged")
+    exp = make_experiment(registry, name=experiment)
+    made = [make_run(registry, experiment=exp, name=f"{experiment}-{i:02d}").id for i in range(53)]
     first = page(reader, experiment=experiment)
     assert "53 runs" in first and "Page 1 of 2" in first
     assert ids(first) == made[::-1][:50]  # newest first
@@ -198,17 +185,17 @@ def test_needs_login(server: LiveServer, seeded: Seeded) -> None:
 
 
 def test_new_metric_appears_in_filter_and_sorts(
-    server: LiveServer, reader: httpx.Client, seeded: Seeded
+    registry: LocalRegistry, reader: httpx.Client, seeded: Seeded
 ) -> None:
     assert "latency.p50_ms" not in page(reader)
-    registry = LocalRegistry(f"sqlite:///{server.home / 'evalctl.db'}", migrate=False)
-    registry.record_evaluation(
-        evaluation_in=EvaluationCreate(
-            checkpoint_id=seeded.runs["worse"].best_checkpoint_id,
-            evaluator="latency",
-            config_hash="d" * 16,
-            metrics={"p50_ms": 41.5},
-        )
+    best = seeded.runs["worse"].best_checkpoint_id
+    assert best is not None
+    make_evaluation(
+        registry,
+        checkpoint=registry.get_checkpoint(checkpoint_id=best),
+        evaluator="latency",
+        config_hash="d" * 16,
+        metrics={"p50_ms": 41.5},
     )
     html = page(reader, experiment=seeded.experiment, sort="latency.p50_ms")
     assert '<option value="latency.p50_ms"' in html

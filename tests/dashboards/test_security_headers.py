@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from service.settings import ServerSettings
-from tests.helpers import LiveServer
-from tests.service.api.conftest import start_server, stop_server
+from tests.helpers import LiveServer, start_server
 
 EXPECTED = {
     "x-frame-options": "DENY",
@@ -101,7 +100,7 @@ def test_trusted_hosts_setting(tmp_path: Path) -> None:
     env = {"EVALCTL_SERVER__TRUSTED_HOSTS": "dash.example.com, *.corp.example"}
     server = start_server(home, f"sqlite:///{home / 'evalctl.db'}", env=env)
     try:
-        with httpx.Client(base_url=server.base, timeout=30) as client:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
 
             def status(host: str) -> int:
                 return client.get("/login", headers={"Host": host}).status_code
@@ -112,7 +111,7 @@ def test_trusted_hosts_setting(tmp_path: Path) -> None:
             assert status("corp.example") == 400
             assert status("127.0.0.1") == 400  # an explicit list replaces the default
     finally:
-        stop_server(server)
+        server.stop()
 
 
 def test_default_trusted_hosts_follow_the_bind_address() -> None:

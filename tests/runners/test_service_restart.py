@@ -11,60 +11,34 @@ checkpoint and each (checkpoint, evaluator) evaluation recorded exactly once.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from collections import Counter
 from pathlib import Path
 
-import httpx
-
 from service.jobs_client import JobsClient
 from service.models import JobCreate
 from service.remote import ApiClient, RemoteRegistry
 from tests.faultproxy import fault_proxy
-from tests.helpers import REPO_ROOT, LiveServer
+from tests.helpers import LiveServer, free_port, start_server
 from tests.runners.test_agent import RUNNER_SCOPES, finish, spec_for, wait_for
 
 
-def serve(home: Path, port: int, roots: list[Path]) -> LiveServer:
+def serve(home: Path, port: int) -> LiveServer:
     """Start `evalctl serve` on `port` over the SQLite registry under `home`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVALCTL_")}
-    env |= {"EVALCTL_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
-    env["EVALCTL_STORAGE__ROOTS"] = json.dumps([str(root) for root in roots])
     # pytest's basetemp holds the runner's work dir and the tiny model: their shared volume.
-    env["EVALCTL_STORAGE__ROOTS"] = f'["{home.parent.parent}"]'
-    home.mkdir(parents=True, exist_ok=True)
-    with (home / "server.log").open("ab") as log:
-        command = [sys.executable, "-m", "evalctl", "serve", "--port", str(port)]
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = LiveServer(f"http://127.0.0.1:{port}", home, process)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"evalctl serve exited:\n{(home / 'server.log').read_text()}")
-        try:
-            return httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for("the service to start", ready, timeout=60)
-    return server
+    return start_server(home, port=port, storage_roots=[home.parent.parent])
 
 
 def test_job_survives_a_service_killed_mid_write(
     tmp_path: Path, tiny_model_dir: Path, unique_name: str
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     home, work = tmp_path / "server", tmp_path / "work"
-    roots = [tiny_model_dir, work]  # the base model (step 0) and the runner's checkpoints
-    servers = [serve(home, port, roots)]
+    servers = [serve(home, port)]
     killed = threading.Event()
 
     def kill_service() -> None:
@@ -100,7 +74,7 @@ def test_job_survives_a_service_killed_mid_write(
         try:
             wait_for("the kill", lambda: killed.is_set() or runner.poll() is not None)
             assert killed.is_set(), log.read_text()
-            servers.append(serve(home, port, roots))  # same port, same database
+            servers.append(serve(home, port))  # same port, same database
             assert finish(runner) == 0, log.read_text()
             assert cut.hits == 1
             # The runner did reach the dead service: its retries got the proxy's 502s.

@@ -6,25 +6,15 @@ import pytest
 
 from service.errors import EvalctlError, NotFoundError
 from service.local import LocalRegistry
-from service.models import CheckpointCreate, CheckpointPublic, ExperimentPublic, RunCreate
+from service.models import CheckpointPublic, ExperimentPublic
+from tests.factories import make_checkpoint, make_run
 
 
 def make_checkpoints(
     registry: LocalRegistry, experiment: ExperimentPublic, n: int
 ) -> list[CheckpointPublic]:
-    run = registry.create_run(
-        run_in=RunCreate(
-            name="r", experiment_id=experiment.id, spec_text="name: r\n", spec_hash="a" * 64
-        )
-    )
-    return [
-        registry.record_checkpoint(
-            checkpoint_in=CheckpointCreate(
-                run_id=run.id, step=step, path=f"/ckpt/{step}", sha256=f"{step:064d}"
-            )
-        )
-        for step in range(1, n + 1)
-    ]
+    run = make_run(registry, experiment=experiment)
+    return [make_checkpoint(registry, run=run, step=step) for step in range(1, n + 1)]
 
 
 def test_set_move_and_history_newest_first(registry: LocalRegistry, unique_name: str) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import StatementError
 
 from service.db import current_revision, dispose_engines, head_revisions
 from service.errors import EvalctlError, NotFoundError
-from service.local import LocalRegistry, open_registry
+from service.local import LocalRegistry
 from service.models import (
     CheckpointCreate,
     CheckpointPublic,
@@ -35,7 +35,7 @@ from service.models import (
     RunStatus,
     RunUpdate,
 )
-from service.registry import Registry
+from service.registry import Registry, open_registry
 from service.remote import RemoteRegistry
 from tests.helpers import start_server
 from tests.service.conftest import BACKENDS, _database

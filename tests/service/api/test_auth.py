@@ -10,15 +10,15 @@ import pytest
 from sqlmodel import Session
 from starlette.routing import Mount
 
-from service import queue
+from service import crud
 from service.db import get_engine
 from service.models import utcnow
-from tests.service.api.conftest import Server
+from tests.helpers import LiveServer
 
 PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
-def test_admin_token_file_is_private_and_works(server: Server) -> None:
+def test_admin_token_file_is_private_and_works(server: LiveServer) -> None:
     path = server.home / "admin-token"
     mode = stat.S_IMODE(path.stat().st_mode)
     assert mode == 0o600, oct(mode)
@@ -41,7 +41,7 @@ def test_admin_token_file_is_private_and_works(server: Server) -> None:
     ],
     ids=["none", "wrong", "basic", "empty"],
 )
-def test_missing_or_wrong_token_is_401_json(server: Server, headers: dict[str, str]) -> None:
+def test_missing_or_wrong_token_is_401_json(server: LiveServer, headers: dict[str, str]) -> None:
     with server.client(headers=headers) as client:
         response = client.get("/api/v1/runs")
     assert response.status_code == 401
@@ -49,7 +49,7 @@ def test_missing_or_wrong_token_is_401_json(server: Server, headers: dict[str, s
     assert response.json()["detail"]
 
 
-def test_revoked_token_is_401(server: Server, admin) -> None:
+def test_revoked_token_is_401(server: LiveServer, admin) -> None:
     token = server.make_token("read", name="to-revoke")
     with server.client(token) as client:
         assert client.get("/api/v1/runs").status_code == 200
@@ -66,9 +66,9 @@ def test_revoked_token_is_401(server: Server, admin) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_expired_token_is_401(server: Server) -> None:
+def test_expired_token_is_401(server: LiveServer) -> None:
     with Session(get_engine(server.db_url)) as session:
-        plain, _ = queue.create_token(
+        plain, _ = crud.create_token(
             session=session,
             name="expired",
             scopes=["read"],
@@ -80,7 +80,7 @@ def test_expired_token_is_401(server: Server) -> None:
     assert response.json()["detail"] == "invalid, expired or revoked token"
 
 
-def test_token_list_never_shows_secrets(server: Server, admin) -> None:
+def test_token_list_never_shows_secrets(server: LiveServer, admin) -> None:
     token = server.make_token("read", name="secret-check")
     listing = admin.get("/api/v1/tokens").text
     assert token not in listing
@@ -112,7 +112,7 @@ def test_token_list_never_shows_secrets(server: Server, admin) -> None:
         (["admin"], "POST", "/api/v1/runners", {"name": "scope-admin-runner"}, 200),
     ],
 )
-def test_scopes(server: Server, scopes, method, path, body, expected) -> None:
+def test_scopes(server: LiveServer, scopes, method, path, body, expected) -> None:
     token = server.make_token(*scopes)
     with server.client(token) as client:
         response = client.request(method, path, json=body)
@@ -138,7 +138,7 @@ def _route_table(app) -> list[tuple[str, str | None, set[str] | None]]:
     return table
 
 
-def test_every_route_except_health_requires_a_token(server: Server, evalctl_home) -> None:
+def test_every_route_except_health_requires_a_token(server: LiveServer, evalctl_home) -> None:
     from service.app import create_app
 
     table = _route_table(create_app(migrate=False, dashboard=False))
@@ -163,7 +163,7 @@ def test_every_route_except_health_requires_a_token(server: Server, evalctl_home
     assert "/api/v1/jobs/claim" in api_paths
 
 
-def test_public_paths_need_no_token(server: Server) -> None:
+def test_public_paths_need_no_token(server: LiveServer) -> None:
     with server.client() as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").status_code == 200

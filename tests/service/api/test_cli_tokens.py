@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 
-from tests.service.api.conftest import REPO_ROOT, Server
+from tests.helpers import REPO_ROOT, LiveServer
 
 
-def evalctl(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+def evalctl(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "EVALCTL_HOME": str(server.home), "EVALCTL_DATABASE_URL": server.db_url}
     env["PYTHONPATH"] = str(REPO_ROOT)
     return subprocess.run(
@@ -18,7 +18,7 @@ def evalctl(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_tokens_cli_create_list_revoke(server: Server) -> None:
+def test_tokens_cli_create_list_revoke(server: LiveServer) -> None:
     created = evalctl(
         server,
         "tokens",
@@ -52,7 +52,7 @@ def test_tokens_cli_create_list_revoke(server: Server) -> None:
         assert client.get("/api/v1/runs").status_code == 401
 
 
-def test_tokens_cli_user_errors_exit_2(server: Server) -> None:
+def test_tokens_cli_user_errors_exit_2(server: LiveServer) -> None:
     bad_scope = evalctl(server, "tokens", "create", "--name", "x", "--scope", "raed")
     assert bad_scope.returncode == 2
     assert "Did you mean 'read'" in bad_scope.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.db import current_revision, downgrade, head_revisions
-from tests.service.api.conftest import Server, start_server, stop_server
+from tests.helpers import LiveServer, start_server
 from tests.service.conftest import _database
 
 
@@ -24,7 +24,7 @@ def test_readyz_is_503_on_an_empty_db_without_migrations(tmp_path: Path) -> None
         assert "revision none" in body["reason"]
         assert not (server.home / "admin-token").exists()  # no tables to hold a token
     finally:
-        stop_server(server)
+        server.stop()
 
 
 def test_readyz_is_503_at_an_old_revision(tmp_path: Path) -> None:
@@ -39,10 +39,10 @@ def test_readyz_is_503_at_an_old_revision(tmp_path: Path) -> None:
         assert response.status_code == 503
         assert "revision 0001" in response.json()["reason"]
     finally:
-        stop_server(server)
+        server.stop()
 
 
-def test_readyz_is_200_at_head(server: Server) -> None:
+def test_readyz_is_200_at_head(server: LiveServer) -> None:
     with server.client() as client:
         response = client.get("/readyz")
     assert response.status_code == 200
@@ -80,4 +80,4 @@ def test_postgres_server_migrates_serves_and_goes_unready(tmp_path: Path) -> Non
                 assert unready.status_code == 503
                 assert "revision 0002" in unready.json()["reason"]
         finally:
-            stop_server(server)
+            server.stop()

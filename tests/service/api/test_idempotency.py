@@ -16,23 +16,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.crud import LeaseError
 from service.jobs_client import JobsClient
 from service.models import CheckpointCreate, EvaluationCreate, JobCreate, RunCreate, RunnerPublic
-from service.queue import LeaseError
 from service.remote import ApiClient, RemoteRegistry, ServiceUnavailableError
 from tests.faultproxy import FaultProxy, fault_proxy
-from tests.helpers import evalctl, write_tiny_spec
-from tests.service.api.conftest import JOB_SPEC_TEXT, Server
+from tests.helpers import LiveServer, evalctl, write_tiny_spec
+from tests.service.api.conftest import JOB_SPEC_TEXT
 
 
 @pytest.fixture
-def proxy(server: Server) -> Iterator[FaultProxy]:
-    with fault_proxy(server.base) as running:
+def proxy(server: LiveServer) -> Iterator[FaultProxy]:
+    with fault_proxy(server.url) as running:
         yield running
 
 
 @pytest.fixture
-def remote(server: Server, proxy: FaultProxy) -> RemoteRegistry:
+def remote(server: LiveServer, proxy: FaultProxy) -> RemoteRegistry:
     """The registry as a runner sees it, through the proxy (write + runner scopes)."""
     return RemoteRegistry(proxy.url, server.make_token("write", "runner"), retry_for=30)
 
@@ -49,7 +49,7 @@ def new_run(registry: RemoteRegistry, experiment: str) -> int:
 
 
 def test_submit_whose_answers_are_dropped_queues_one_job(
-    server: Server, proxy: FaultProxy, admin: httpx.Client, tmp_path: Path, tiny_model_dir: Path
+    server: LiveServer, proxy: FaultProxy, admin: httpx.Client, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     label = f"pool-{tmp_path.name}"
     spec = write_tiny_spec(tmp_path / "exp", tiny_model_dir)
@@ -82,7 +82,7 @@ def test_a_500_after_the_write_is_retried_and_makes_one_run(
 
 
 def test_record_evaluation_whose_answer_is_dropped_records_one(
-    server: Server, remote: RemoteRegistry, proxy: FaultProxy, unique_name: str
+    server: LiveServer, remote: RemoteRegistry, proxy: FaultProxy, unique_name: str
 ) -> None:
     run_id = new_run(remote, unique_name)
     path = str(server.home / "runs" / str(run_id) / "ckpt-2")
@@ -100,7 +100,7 @@ def test_record_evaluation_whose_answer_is_dropped_records_one(
 
 
 def test_alias_move_whose_answer_is_dropped_records_one_event(
-    server: Server, proxy: FaultProxy, unique_name: str
+    server: LiveServer, proxy: FaultProxy, unique_name: str
 ) -> None:
     writer = RemoteRegistry(proxy.url, server.make_token("write"), retry_for=30)
     run_id = new_run(writer, unique_name)
@@ -119,7 +119,7 @@ def test_alias_move_whose_answer_is_dropped_records_one_event(
 
 
 def runner_and_job(
-    server: Server, proxy: FaultProxy, admin: httpx.Client, name: str, *, retry_for: float
+    server: LiveServer, proxy: FaultProxy, admin: httpx.Client, name: str, *, retry_for: float
 ) -> tuple[JobsClient, RunnerPublic, dict]:
     """A runner that talks through the proxy, and a job only it can take."""
     jobs = JobsClient(ApiClient(proxy.url, server.make_token("runner"), retry_for=retry_for))
@@ -129,7 +129,7 @@ def runner_and_job(
 
 
 def test_lost_claim_answer_gives_the_runner_its_job_on_retry(
-    server: Server, proxy: FaultProxy, admin: httpx.Client, unique_name: str
+    server: LiveServer, proxy: FaultProxy, admin: httpx.Client, unique_name: str
 ) -> None:
     label = f"pool-{unique_name}"
     jobs, runner, queued = runner_and_job(server, proxy, admin, unique_name, retry_for=30)
@@ -147,7 +147,7 @@ def test_lost_claim_answer_gives_the_runner_its_job_on_retry(
 
 
 def test_a_claim_the_client_gave_up_on_is_handed_back_by_its_next_claim(
-    server: Server, proxy: FaultProxy, admin: httpx.Client, unique_name: str
+    server: LiveServer, proxy: FaultProxy, admin: httpx.Client, unique_name: str
 ) -> None:
     label = f"pool-{unique_name}"
     jobs, runner, queued = runner_and_job(server, proxy, admin, unique_name, retry_for=1)
@@ -163,14 +163,14 @@ def test_a_claim_the_client_gave_up_on_is_handed_back_by_its_next_claim(
 
 
 def test_retried_logs_and_finish_have_one_effect(
-    server: Server, proxy: FaultProxy, admin: httpx.Client, unique_name: str
+    server: LiveServer, proxy: FaultProxy, admin: httpx.Client, unique_name: str
 ) -> None:
     label = f"pool-{unique_name}"
     token = server.make_token("runner")
     jobs = JobsClient(ApiClient(proxy.url, token, retry_for=30))
     runner = jobs.register_runner(name=unique_name, labels=[label], gpus=1)
     job_in = JobCreate(kind="train", spec_text=JOB_SPEC_TEXT, labels=[label])
-    queued = JobsClient(ApiClient(server.base, server.admin_token)).enqueue(job_in=job_in)
+    queued = JobsClient(ApiClient(server.url, server.admin_token)).enqueue(job_in=job_in)
     job = jobs.claim(runner_id=runner.id, labels=[label], gpus=1, lease_seconds=60, wait=0)
     assert job is not None and job.id == queued.id
 
@@ -194,7 +194,7 @@ def test_retried_logs_and_finish_have_one_effect(
 
 
 def test_a_finish_retried_after_another_runner_took_the_job_is_a_lease_error(
-    server: Server, proxy: FaultProxy, admin: httpx.Client, unique_name: str
+    server: LiveServer, proxy: FaultProxy, admin: httpx.Client, unique_name: str
 ) -> None:
     """Runner 1 reports a retryable failure; the job is re-queued and runner 2 takes it
     before runner 1's retry (the answer was lost) arrives. The retry is told it lost the
@@ -202,7 +202,7 @@ def test_a_finish_retried_after_another_runner_took_the_job_is_a_lease_error(
     label = f"pool-{unique_name}"
     token = server.make_token("runner")
     first = JobsClient(ApiClient(proxy.url, token, retry_for=30))
-    second = JobsClient(ApiClient(server.base, token))
+    second = JobsClient(ApiClient(server.url, token))
     one = first.register_runner(name=f"{unique_name}-1", labels=[label], gpus=1)
     two = second.register_runner(name=f"{unique_name}-2", labels=[label], gpus=1)
     body = {"kind": "train", "spec_text": JOB_SPEC_TEXT, "labels": [label], "max_attempts": 3}
@@ -224,7 +224,7 @@ def test_a_finish_retried_after_another_runner_took_the_job_is_a_lease_error(
 
 
 def test_a_key_reused_for_another_request_is_refused(
-    server: Server, admin: httpx.Client, unique_name: str
+    server: LiveServer, admin: httpx.Client, unique_name: str
 ) -> None:
     experiment = admin.post("/api/v1/experiments", json={"name": unique_name}).json()
     body = {"name": "a", "experiment_id": experiment["id"], "spec_text": "x", "spec_hash": "a" * 64}

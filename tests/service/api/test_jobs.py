@@ -8,11 +8,12 @@ import time
 import httpx
 import pytest
 
-from tests.service.api.conftest import JOB_SPEC_TEXT, Server
+from tests.helpers import LiveServer
+from tests.service.api.conftest import JOB_SPEC_TEXT
 
 
 @pytest.fixture
-def runner_client(server: Server) -> httpx.Client:
+def runner_client(server: LiveServer) -> httpx.Client:
     with server.client(server.make_token("runner", name="runner")) as client:
         yield client
 

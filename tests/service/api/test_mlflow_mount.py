@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.service.api.conftest import Server
+from tests.helpers import LiveServer
 
 
 def test_mlflow_client_logs_through_the_service(
-    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
     from mlflow import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.make_token("write", name="mlflow"))
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
-    client = MlflowClient(tracking_uri=f"{server.base}/mlflow")
+    client = MlflowClient(tracking_uri=f"{server.url}/mlflow")
     experiment_id = client.create_experiment(f"through-service-{tmp_path.name}")
     run = client.create_run(experiment_id)
     client.log_metric(run.info.run_id, "loss", 0.25, step=3)
@@ -31,7 +31,7 @@ def test_mlflow_client_logs_through_the_service(
     assert list((server.home / "mlartifacts").rglob("note.txt"))
 
 
-def test_mlflow_mount_checks_tokens_and_scopes(server: Server) -> None:
+def test_mlflow_mount_checks_tokens_and_scopes(server: LiveServer) -> None:
     search = "/mlflow/api/2.0/mlflow/experiments/search?max_results=1"
     create = "/mlflow/api/2.0/mlflow/experiments/create"
     with server.client() as anonymous:

@@ -21,21 +21,20 @@ from service.errors import EvalctlError
 from service.local import LocalRegistry
 from service.models import CheckpointCreate, RunCreate
 from service.remote import RemoteRegistry
-from tests.helpers import evalctl
-from tests.service.api.conftest import Server
+from tests.helpers import LiveServer, evalctl
 
 M = "/mlflow/api/2.0/mlflow"
 
 
-def _mlflow(server: Server, token: str, monkeypatch: pytest.MonkeyPatch):
+def _mlflow(server: LiveServer, token: str, monkeypatch: pytest.MonkeyPatch):
     from mlflow import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
-    return MlflowClient(tracking_uri=f"{server.base}/mlflow")
+    return MlflowClient(tracking_uri=f"{server.url}/mlflow")
 
 
-def _store(server: Server):
+def _store(server: LiveServer):
     """Return an MLflow client on the server's own store (what an older server wrote)."""
     from mlflow import MlflowClient
 
@@ -48,7 +47,7 @@ def _name(prefix: str) -> str:
 
 
 def test_runner_token_logs_telemetry_but_not_the_model_registry(
-    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from mlflow.entities import Metric, Param
 
@@ -95,7 +94,7 @@ def test_runner_token_logs_telemetry_but_not_the_model_registry(
 
 
 def test_mlflow_aliases_move_only_through_evalctl(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = _name("alias-model")
     _store(server).create_registered_model(model)
@@ -118,7 +117,7 @@ def test_mlflow_aliases_move_only_through_evalctl(
 
 
 def test_read_token_searches_with_mlflows_own_client(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow.exceptions import MlflowException
 
@@ -147,9 +146,9 @@ def test_read_token_searches_with_mlflows_own_client(
         assert deleted.status_code == 403
 
 
-def test_checkpoint_paths_outside_the_storage_roots_are_refused(server: Server) -> None:
+def test_checkpoint_paths_outside_the_storage_roots_are_refused(server: LiveServer) -> None:
     token = server.make_token("runner", name="ckpt-runner")
-    remote = RemoteRegistry(server.base, token, retry_for=5)
+    remote = RemoteRegistry(server.url, token, retry_for=5)
     experiment = remote.get_or_create_experiment(name=_name("roots"))
     run = remote.create_run(
         run_in=RunCreate(name="r", experiment_id=experiment.id, spec_text="", spec_hash="0" * 64)
@@ -173,7 +172,7 @@ def test_checkpoint_paths_outside_the_storage_roots_are_refused(server: Server) 
 
 
 def test_an_old_out_of_root_checkpoint_cannot_be_promoted_or_served(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A row recorded before paths were checked: the server's whole state folder.
     local = LocalRegistry(server.db_url, migrate=False)
@@ -211,7 +210,7 @@ def test_an_old_out_of_root_checkpoint_cannot_be_promoted_or_served(
 
 
 def test_promoted_checkpoint_files_are_served_but_not_a_symlink_out(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = server.home / "runs" / _name("served") / "checkpoint-3"
     folder.mkdir(parents=True)
@@ -235,7 +234,7 @@ def test_promoted_checkpoint_files_are_served_but_not_a_symlink_out(
 
 
 def test_experiment_artifact_location_stays_in_the_artifact_root(
-    server: Server, tmp_path: Path
+    server: LiveServer, tmp_path: Path
 ) -> None:
     create = f"{M}/experiments/create"
     with server.client(server.make_token("runner", name="loc-runner")) as runner:
@@ -280,8 +279,8 @@ def test_experiment_artifact_location_stays_in_the_artifact_root(
     assert not list(outside.rglob("evil.txt"))
 
 
-def test_unauthenticated_mlflow_calls_get_401_before_the_body(server: Server) -> None:
-    with httpx.Client(base_url=server.base, timeout=30) as anonymous:
+def test_unauthenticated_mlflow_calls_get_401_before_the_body(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as anonymous:
         response = anonymous.post(f"{M}/runs/search", json={"experiment_ids": ["0"]})
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
@@ -304,7 +303,7 @@ def test_every_route_in_the_table_is_a_route_of_the_installed_mlflow() -> None:
             assert (method, path) in served, f"{need}: {entry} is not an MLflow route"
 
 
-def test_run_artifact_routes_check_the_run_mlflow_reads(server: Server, tmp_path: Path) -> None:
+def test_run_artifact_routes_check_the_run_mlflow_reads(server: LiveServer, tmp_path: Path) -> None:
     # A run of an experiment an older server accepted with an outside location.
     outside = tmp_path / "outside-runs"
     store = _store(server)
@@ -346,7 +345,7 @@ def test_run_artifact_routes_check_the_run_mlflow_reads(server: Server, tmp_path
     assert not list(outside.rglob("evil.txt"))
 
 
-def test_model_version_files_are_served_by_evalctl_never_its_own_files(server: Server) -> None:
+def test_model_version_files_are_served_by_evalctl_never_its_own_files(server: LiveServer) -> None:
     import os
 
     folder = server.home / "runs" / _name("linked") / "checkpoint-1"
@@ -400,7 +399,7 @@ def test_model_version_files_are_served_by_evalctl_never_its_own_files(server: S
         assert missing.status_code == 404, missing.text
 
 
-def test_evalctl_tags_on_the_model_registry_need_admin(server: Server) -> None:
+def test_evalctl_tags_on_the_model_registry_need_admin(server: LiveServer) -> None:
     model = _name("tagged")
     writer = server.client(server.make_token("write", name="tag-writer"))
     created = writer.post(f"{M}/registered-models/create", json={"name": model})
@@ -441,7 +440,7 @@ def test_evalctl_tags_on_the_model_registry_need_admin(server: Server) -> None:
     assert _store(server).get_model_version(model, number).tags["evalctl.checkpoint_id"] == "1"
 
 
-def test_a_promotion_never_reuses_a_version_with_another_source(server: Server) -> None:
+def test_a_promotion_never_reuses_a_version_with_another_source(server: LiveServer) -> None:
     from service.mlflow_registry import CHECKPOINT_TAG
 
     with server.client(server.admin_token) as admin:
@@ -477,7 +476,7 @@ def test_a_promotion_never_reuses_a_version_with_another_source(server: Server) 
         assert again.status_code == 200 and again.json()["version"] == 3
 
 
-def test_graphql_over_get_is_checked_on_the_body_mlflow_reads(server: Server) -> None:
+def test_graphql_over_get_is_checked_on_the_body_mlflow_reads(server: LiveServer) -> None:
     write = {"query": "mutation { deleteEverything }"}
     search = 'mlflowSearchRuns(input: {experimentIds: ["0"]}) { runs { info { runId } } }'
     read = {"query": "mutation { " + search + " }"}

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.service.api.conftest import Server
+from tests.helpers import LiveServer
 
 SPEC = {"spec_text": "name: x\n", "spec_hash": "a" * 64}
 
@@ -28,7 +28,7 @@ def run(admin: httpx.Client, experiment: dict) -> dict:
 
 
 @pytest.fixture
-def checkpoint(server: Server, admin: httpx.Client, run: dict) -> dict:
+def checkpoint(server: LiveServer, admin: httpx.Client, run: dict) -> dict:
     path = str(server.home / "runs" / str(run["id"]) / "ckpt-10")  # inside the storage roots
     body = {"run_id": run["id"], "step": 10, "path": path, "sha256": "c" * 64}
     response = admin.post("/api/v1/checkpoints", json=body)
@@ -75,7 +75,7 @@ def test_runs_create_get_update_and_list_with_filters_and_paging(
 
 
 def test_checkpoint_record_is_idempotent(
-    server: Server, admin: httpx.Client, run: dict, checkpoint: dict
+    server: LiveServer, admin: httpx.Client, run: dict, checkpoint: dict
 ) -> None:
     elsewhere = str(server.home / "runs" / "elsewhere")
     body = {"run_id": run["id"], "step": 10, "path": elsewhere, "sha256": "c" * 64}
@@ -149,7 +149,7 @@ def test_aliases_move_and_keep_history_with_the_token(
 
 
 def test_an_alias_move_is_mirrored_in_the_services_own_mlflow_registry(
-    server: Server, admin: httpx.Client, experiment: dict, run: dict, checkpoint: dict
+    server: LiveServer, admin: httpx.Client, experiment: dict, run: dict, checkpoint: dict
 ) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -175,7 +175,7 @@ def test_an_alias_move_is_mirrored_in_the_services_own_mlflow_registry(
 
 
 def test_concurrent_alias_moves_leave_both_registries_on_one_checkpoint(
-    server: Server, admin: httpx.Client, experiment: dict, run: dict, checkpoint: dict
+    server: LiveServer, admin: httpx.Client, experiment: dict, run: dict, checkpoint: dict
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -201,7 +201,7 @@ def test_concurrent_alias_moves_leave_both_registries_on_one_checkpoint(
 
 
 def test_an_alias_cannot_point_at_a_checkpoint_outside_the_storage_roots(
-    server: Server, admin: httpx.Client, experiment: dict, run: dict
+    server: LiveServer, admin: httpx.Client, experiment: dict, run: dict
 ) -> None:
     from sqlmodel import Session, create_engine
 
@@ -293,7 +293,7 @@ def test_malformed_json_is_422(admin: httpx.Client) -> None:
     assert response.status_code == 422
 
 
-def test_body_over_the_limit_is_413(server: Server) -> None:
+def test_body_over_the_limit_is_413(server: LiveServer) -> None:
     big = b"x" * (32 * 1024 * 1024 + 1)
     with server.client(server.admin_token) as client:
         response = client.post(
@@ -303,7 +303,7 @@ def test_body_over_the_limit_is_413(server: Server) -> None:
     assert "larger than" in response.json()["detail"]
 
 
-def test_chunked_body_over_the_limit_is_413(server: Server) -> None:
+def test_chunked_body_over_the_limit_is_413(server: LiveServer) -> None:
     def chunks():
         block = b"x" * (1024 * 1024)
         for _ in range(40):

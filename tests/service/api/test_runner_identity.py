@@ -14,7 +14,8 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.service.api.conftest import JOB_SPEC_TEXT, Server
+from tests.helpers import LiveServer
+from tests.service.api.conftest import JOB_SPEC_TEXT
 
 
 def register(client: httpx.Client, name: str, labels: list[str]) -> httpx.Response:
@@ -34,7 +35,7 @@ def claim(client: httpx.Client, runner_id: int, label: str, **extra: object) -> 
 
 
 @pytest.fixture
-def two_runners(server: Server) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+def two_runners(server: LiveServer) -> Iterator[tuple[httpx.Client, httpx.Client]]:
     first = server.client(server.make_token("runner", name="runner-a"))
     second = server.client(server.make_token("runner", name="runner-b"))
     yield first, second
@@ -91,7 +92,7 @@ def test_claims_for_a_runner_that_does_not_exist_are_refused(
 
 
 def test_a_runner_name_cannot_be_taken_by_another_token(
-    server: Server,
+    server: LiveServer,
     admin: httpx.Client,
     two_runners: tuple[httpx.Client, httpx.Client],
     unique_name: str,

@@ -18,19 +18,20 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 
-from tests.service.api.conftest import JOB_SPEC_TEXT, Server, start_server, stop_server
+from tests.helpers import LiveServer, start_server
+from tests.service.api.conftest import JOB_SPEC_TEXT
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     home: Path = tmp_path_factory.mktemp("fuzz-home")
     running = start_server(home, f"sqlite:///{home / 'evalctl.db'}")
     _seed(running)
     yield running
-    stop_server(running)
+    running.stop()
 
 
-def _seed(server: Server) -> None:
+def _seed(server: LiveServer) -> None:
     """Give id 1 of each noun a row, so generated small ids reach past the 404s."""
     with server.client(server.admin_token) as admin:
         experiment = admin.post("/api/v1/experiments", json={"name": "seed"}).json()
@@ -57,8 +58,8 @@ def _seed(server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def api_schema(fuzz_server: Server) -> Any:
-    return schemathesis.openapi.from_url(f"{fuzz_server.base}/openapi.json")
+def api_schema(fuzz_server: LiveServer) -> Any:
+    return schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
 
 
 def _operations() -> list[tuple[str, str, GenerationMode]]:
@@ -87,7 +88,7 @@ SKIPPED = {("DELETE", "/api/v1/tokens/{token_id}")}
 # attribute), so each operation is driven through hypothesis directly.
 @pytest.mark.parametrize(("method", "path", "mode"), _operations())
 def test_no_input_is_a_server_error(
-    api_schema: Any, fuzz_server: Server, method: str, path: str, mode: GenerationMode
+    api_schema: Any, fuzz_server: LiveServer, method: str, path: str, mode: GenerationMode
 ) -> None:
     operation = api_schema[path][method]
     headers = {"Authorization": f"Bearer {fuzz_server.admin_token}"}

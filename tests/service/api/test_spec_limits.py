@@ -13,8 +13,8 @@ import string
 
 import httpx
 
-from tests.helpers import evalctl
-from tests.service.api.conftest import JOB_SPEC_TEXT, Server
+from tests.helpers import LiveServer, evalctl
+from tests.service.api.conftest import JOB_SPEC_TEXT
 
 
 def alias_bomb(levels: int = 7) -> str:
@@ -26,7 +26,9 @@ def alias_bomb(levels: int = 7) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_run(client: httpx.Client, server: Server, experiment_id: int, name: str, spec: str) -> int:
+def make_run(
+    client: httpx.Client, server: LiveServer, experiment_id: int, name: str, spec: str
+) -> int:
     """Record a run with `spec` as its stored text, and one checkpoint; return the run id."""
     body = {"name": name, "experiment_id": experiment_id, "spec_text": spec, "spec_hash": "a" * 64}
     run = client.post("/api/v1/runs", json=body)
@@ -50,7 +52,7 @@ def test_bomb_is_small_and_expands_past_the_limit() -> None:
 
 
 def test_cli_compare_refuses_a_stored_alias_bomb_in_one_line(
-    server: Server, unique_name: str, tmp_path
+    server: LiveServer, unique_name: str, tmp_path
 ) -> None:
     token = server.make_token("write", name="bomber")
     with server.client(token) as client:
@@ -65,7 +67,7 @@ def test_cli_compare_refuses_a_stored_alias_bomb_in_one_line(
         "--json",
         home=tmp_path / "home",
         timeout=120,
-        EVALCTL_URL=server.base,
+        EVALCTL_URL=server.url,
         EVALCTL_TOKEN=reader,
     )
     assert done.returncode == 2, done.stdout[:500]

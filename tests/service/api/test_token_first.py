@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.service.api.conftest import Server
+from tests.helpers import LiveServer
 
 BODY_BYTES = 30 * 1024 * 1024
 
 
-def _answer_without_body(server: Server, path: str, authorization: str | None) -> str:
+def _answer_without_body(server: LiveServer, path: str, authorization: str | None) -> str:
     """Send a POST's headers declaring a 30 MiB body, send no body; return the status line."""
-    url = urlsplit(server.base)
+    url = urlsplit(server.url)
     head = [
         f"POST {path} HTTP/1.1",
         f"Host: {url.netloc}",
@@ -46,11 +46,13 @@ def _answer_without_body(server: Server, path: str, authorization: str | None) -
     ids=["no-header", "empty-bearer", "basic", "unknown-token"],
 )
 @pytest.mark.parametrize("path", ["/api/v1/runs", "/api/v1/jobs", "/api/v1/evaluations"])
-def test_401_comes_before_the_body(server: Server, path: str, authorization: str | None) -> None:
+def test_401_comes_before_the_body(
+    server: LiveServer, path: str, authorization: str | None
+) -> None:
     assert _answer_without_body(server, path, authorization) == "HTTP/1.1 401 Unauthorized"
 
 
-def test_revoked_token_is_refused_before_the_body(server: Server) -> None:
+def test_revoked_token_is_refused_before_the_body(server: LiveServer) -> None:
     token = server.make_token("write", name="soon-revoked")
     with server.client(server.admin_token) as admin:
         listed = admin.get("/api/v1/tokens").json()
@@ -60,7 +62,7 @@ def test_revoked_token_is_refused_before_the_body(server: Server) -> None:
     assert answer == "HTTP/1.1 401 Unauthorized"
 
 
-def test_the_401_says_why_and_live_tokens_still_work(server: Server) -> None:
+def test_the_401_says_why_and_live_tokens_still_work(server: LiveServer) -> None:
     with server.client() as anonymous:
         missing = anonymous.post("/api/v1/runs", json={"name": "x"})
         assert missing.status_code == 401

@@ -7,32 +7,25 @@ import pytest
 from service.errors import EvalctlError, NotFoundError
 from service.gate.refs import resolve_ref
 from service.local import LocalRegistry
-from service.models import CheckpointCreate, RunCreate, RunUpdate
+from service.models import CheckpointPublic, RunPublic, RunUpdate
+from tests.factories import make_checkpoint, make_experiment, make_run
 
 
 @pytest.fixture
 def setup(registry: LocalRegistry, unique_name: str) -> dict:
-    exp = registry.get_or_create_experiment(name=unique_name)
+    exp = make_experiment(registry, name=unique_name)
 
-    def run(name: str):
-        return registry.create_run(
-            run_in=RunCreate(
-                name=name, experiment_id=exp.id, spec_text="name: r\n", spec_hash="a" * 64
-            )
-        )
+    def run(name: str | None = None) -> RunPublic:
+        return make_run(registry, experiment=exp, name=name)
 
-    def ckpt(run_id: int, step: int):
-        return registry.record_checkpoint(
-            checkpoint_in=CheckpointCreate(
-                run_id=run_id, step=step, path=f"/c/{step}", sha256=f"{run_id:032d}{step:032d}"
-            )
-        )
+    def ckpt(run: RunPublic, step: int) -> CheckpointPublic:
+        return make_checkpoint(registry, run=run, step=step)
 
-    best_run, plain_run, base_only = run(unique_name + "-best"), run(unique_name), run("b")
-    base, best, last = ckpt(best_run.id, 0), ckpt(best_run.id, 2), ckpt(best_run.id, 4)
+    best_run, plain_run, base_only = run(unique_name + "-best"), run(unique_name), run()
+    base, best, last = ckpt(best_run, 0), ckpt(best_run, 2), ckpt(best_run, 4)
     registry.update_run(run_id=best_run.id, run_update=RunUpdate(best_checkpoint_id=best.id))
-    plain_last = [ckpt(plain_run.id, s) for s in (0, 2, 6)][-1]
-    ckpt(base_only.id, 0)
+    plain_last = [ckpt(plain_run, s) for s in (0, 2, 6)][-1]
+    ckpt(base_only, 0)
     return locals()
 
 
