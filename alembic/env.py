@@ -3,7 +3,7 @@
 The URL comes from `config.attributes["url"]` (set by `service.db.upgrade`), else
 `alembic -x url=...`, else the `sqlalchemy.url` option, else the settings
 (`EVALCTL_DATABASE_URL`, or SQLite under `EVALCTL_HOME`). Tables are those of
-`service.models`; a module that defines more tables must be imported here too.
+the `service.models` package, whose `__init__` imports every table module.
 SQLite runs in batch mode with foreign keys off (table rebuilds must not cascade) under
 `BEGIN IMMEDIATE`; Postgres takes an advisory lock, so two processes upgrading at once
 apply each migration once.

@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from service.crud import LeaseError
 from service.errors import EvalctlError
 from service.jobs_client import JobsClient
 from service.models import JobPublic, RunPublic
-from service.queue import LeaseError
 from service.remote import ApiClient, RemoteRegistry, ServiceUnavailableError
 
 log = logging.getLogger("evalctl.runner")

@@ -7,7 +7,7 @@ one job, a retried claim gets back the job the lost answer held, and a retried f
 log batch has one effect; a caller that sends a finish or a log batch again later (after
 the transport gave up) passes the same key itself. It returns `*Public` models and holds
 no queue logic: leases, re-queueing and label matching happen in the service
-(`service.queue`).
+(`service.crud.jobs`).
 """
 
 from __future__ import annotations

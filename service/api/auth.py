@@ -2,7 +2,7 @@
 
 Every route except the health probes and the API description (`/healthz`, `/readyz`,
 `/openapi.json`, `/docs`, `/redoc`) needs `Authorization: Bearer <token>`. Tokens are
-checked by `service.queue.authenticate_token` (only hashes are stored). Scopes:
+checked by `service.crud.authenticate_token` (only hashes are stored). Scopes:
 
 | token scope | may use                                                                |
 |-------------|------------------------------------------------------------------------|
@@ -22,7 +22,7 @@ runner token can report results, not decide what runs or what is promoted. A run
 bound to the token that registered it (admin tokens too): the runner protocol
 (`check_runner`) refuses another token's runner id with 403 and an unknown one with 404.
 No/unknown/expired/revoked token -> 401 with `WWW-Authenticate: Bearer`; a token without
-the route's scope -> 403. This module does not store tokens (`service.queue` does).
+the route's scope -> 403. This module does not store tokens (`service.crud` does).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from service import queue
+from service import crud
 
 logger = logging.getLogger("evalctl.service")
 
@@ -95,7 +95,7 @@ class Principal:
 def authenticate(engine: Engine, plain: str) -> Principal | None:
     """Return the principal for a plain token, or None if it is unknown/expired/revoked."""
     with Session(engine) as session:
-        token = queue.authenticate_token(session=session, plain=plain)
+        token = crud.authenticate_token(session=session, plain=plain)
         if token is None or token.id is None:
             return None
         return Principal(token_id=token.id, name=token.name, scopes=tuple(token.scopes))
@@ -121,7 +121,7 @@ def check(principal: Principal | None, need: Need) -> Principal:
 
 def check_runner(*, session: Session, principal: Principal, runner_id: int) -> None:
     """Refuse (403) acting as a runner another token registered; 404 if there is none."""
-    runner = queue.get_runner(session=session, runner_id=runner_id)
+    runner = crud.get_runner(session=session, runner_id=runner_id)
     if runner.token_id == principal.token_id:
         return
     if runner.token_id is None:
@@ -167,7 +167,7 @@ def bootstrap_admin_token(engine: Engine, path: Path) -> Path | None:
     earlier database names no token of this one and is replaced.
     """
     with Session(engine) as session:
-        if queue.count_tokens(session=session) > 0:
+        if crud.count_tokens(session=session) > 0:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
         with suppress(FileNotFoundError):
@@ -177,7 +177,7 @@ def bootstrap_admin_token(engine: Engine, path: Path) -> Path | None:
         except FileExistsError:  # another process is bootstrapping this very moment
             return None
         try:
-            plain, _ = queue.create_token(
+            plain, _ = crud.create_token(
                 session=session, name="admin (first start)", scopes=["admin"]
             )
             os.write(fd, f"{plain}\n".encode())

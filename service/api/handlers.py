@@ -15,8 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
+from service.crud import LeaseError
 from service.errors import EvalctlError, NotFoundError
-from service.queue import LeaseError
 
 logger = logging.getLogger("evalctl.service")
 

@@ -98,7 +98,6 @@ LeaseSeconds = Annotated[
         "(EVALCTL_SERVER__MAX_LEASE_SECONDS, default 600).",
     ),
 ]
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class ClaimRequest(SQLModel):

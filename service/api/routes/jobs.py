@@ -19,7 +19,7 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from service import queue
+from service import crud
 from service.api.auth import Reader, RunnerToken, Writer, check_runner
 from service.api.deps import AppSettings, ReadSession, WriteSession
 from service.api.schemas import (
@@ -30,12 +30,18 @@ from service.api.schemas import (
     IdempotencyKey,
     IdPath,
     JobRunLink,
-    JobStatus,
     Limit,
     LogLines,
     Offset,
 )
-from service.models import JobCreate, JobLogPublic, JobLogsPublic, JobPublic, JobsPublic
+from service.models import (
+    JobCreate,
+    JobLogPublic,
+    JobLogsPublic,
+    JobPublic,
+    JobsPublic,
+    JobStatus,
+)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 #: Seconds between claim attempts while a long-poll waits for a job.
@@ -59,7 +65,7 @@ def enqueue_job(
     except SpecError as err:
         raise HTTPException(422, detail="; ".join(str(err).splitlines())) from None
     job_in = job_in.model_copy(update={"created_by_token_id": principal.token_id})
-    row = queue.enqueue_job(session=session, job_in=job_in, idempotency_key=idempotency_key)
+    row = crud.enqueue_job(session=session, job_in=job_in, idempotency_key=idempotency_key)
     return JobPublic.model_validate(row)
 
 
@@ -72,7 +78,7 @@ def list_jobs(
     offset: Offset = 0,
 ) -> JobsPublic:
     """List jobs, newest first, optionally with one status."""
-    rows, count = queue.list_jobs(session=session, status=status, limit=limit, offset=offset)
+    rows, count = crud.list_jobs(session=session, status=status, limit=limit, offset=offset)
     return JobsPublic(data=[JobPublic.model_validate(r) for r in rows], count=count)
 
 
@@ -118,20 +124,20 @@ async def claim_job(
 
 
 def _claim_once(**kwargs: Any) -> JobPublic | None:
-    job = queue.claim_job(**kwargs)
+    job = crud.claim_job(**kwargs)
     return None if job is None else JobPublic.model_validate(job)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
 def get_job(job_id: IdPath, _: Reader, session: ReadSession) -> JobPublic:
     """Return a job."""
-    return JobPublic.model_validate(queue.get_job(session=session, job_id=job_id))
+    return JobPublic.model_validate(crud.get_job(session=session, job_id=job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(job_id: IdPath, _: Writer, session: WriteSession) -> JobPublic:
     """Cancel a job: a queued one at once, a running one by asking its runner to stop."""
-    return JobPublic.model_validate(queue.cancel_job(session=session, job_id=job_id))
+    return JobPublic.model_validate(crud.cancel_job(session=session, job_id=job_id))
 
 
 @router.get("/{job_id}/logs", response_model=JobLogsPublic)
@@ -143,7 +149,7 @@ def job_logs(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> JobLogsPublic:
     """Return a job's log lines after `after_id`, oldest first."""
-    rows = queue.job_logs(session=session, job_id=job_id, after_id=after_id, limit=limit)
+    rows = crud.job_logs(session=session, job_id=job_id, after_id=after_id, limit=limit)
     return JobLogsPublic(data=[JobLogPublic.model_validate(r) for r in rows], count=len(rows))
 
 
@@ -157,7 +163,7 @@ def append_job_logs(
 ) -> Response:
     """Append lines to the log of a job this runner holds (a retried batch: once)."""
     check_runner(session=session, principal=principal, runner_id=logs.runner_id)
-    queue.append_job_logs(
+    crud.append_job_logs(
         session=session,
         job_id=job_id,
         runner_id=logs.runner_id,
@@ -177,7 +183,7 @@ def heartbeat_job(
 ) -> JobPublic:
     """Renew the lease; `cancel_requested` in the answer tells the runner to stop."""
     check_runner(session=session, principal=principal, runner_id=beat.runner_id)
-    row = queue.heartbeat_job(
+    row = crud.heartbeat_job(
         session=session,
         job_id=job_id,
         runner_id=beat.runner_id,
@@ -192,7 +198,7 @@ def link_job_run(
 ) -> JobPublic:
     """Record the run a job this runner holds created or resumes (so a retry resumes it)."""
     check_runner(session=session, principal=principal, runner_id=link.runner_id)
-    row = queue.set_job_run(
+    row = crud.set_job_run(
         session=session, job_id=job_id, run_id=link.run_id, runner_id=link.runner_id
     )
     return JobPublic.model_validate(row)
@@ -208,7 +214,7 @@ def finish_job(
 ) -> JobPublic:
     """Record the outcome of a job this runner holds (a retried finish: the same answer)."""
     check_runner(session=session, principal=principal, runner_id=outcome.runner_id)
-    row = queue.finish_job(
+    row = crud.finish_job(
         session=session,
         job_id=job_id,
         runner_id=outcome.runner_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service import queue
+from service import crud
 from service.api.auth import Reader, RunnerToken, check_runner
 from service.api.deps import ReadSession, WriteSession
 from service.api.schemas import IdPath, RunnerHeartbeat
@@ -22,7 +22,7 @@ def register_runner(
     runner_in: RunnerCreate, principal: RunnerToken, session: WriteSession
 ) -> RunnerPublic:
     """Register a runner bound to this token; the same name again updates it."""
-    row = queue.register_runner(
+    row = crud.register_runner(
         session=session,
         name=runner_in.name,
         labels=runner_in.labels,
@@ -38,7 +38,7 @@ def runner_heartbeat(
 ) -> RunnerPublic:
     """Record that a runner this token registered is alive and which job it runs."""
     check_runner(session=session, principal=principal, runner_id=runner_id)
-    row = queue.runner_heartbeat(
+    row = crud.runner_heartbeat(
         session=session, runner_id=runner_id, current_job_id=beat.current_job_id
     )
     return RunnerPublic.model_validate(row)
@@ -47,5 +47,5 @@ def runner_heartbeat(
 @router.get("", response_model=RunnersPublic)
 def list_runners(_: Reader, session: ReadSession) -> RunnersPublic:
     """List runners by name (silent for over 60 s: offline)."""
-    rows = queue.list_runners(session=session)
+    rows = crud.list_runners(session=session)
     return RunnersPublic(data=[RunnerPublic.model_validate(r) for r in rows], count=len(rows))
