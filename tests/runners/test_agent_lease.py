@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from runners.agent import Agent, AgentConfig, Lease, LogShipper
+from runners.agent import Agent, AgentConfig
+from runners.lease import Lease, LogShipper
 from service.jobs_client import JobsClient
 from service.models import JobCreate, JobPublic
 from service.remote import ApiClient
