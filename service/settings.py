@@ -8,6 +8,7 @@ does.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -114,13 +115,22 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        """Return the registry database URL (embedded SQLite by default)."""
-        return self.database_url or f"sqlite:///{private_file(self.home_dir / 'evalctl.db')}"
+        """Return the registry database URL (embedded SQLite by default).
+
+        `service.db.make_engine` creates (or tightens) a SQLite file 0600 when it opens it.
+        """
+        return self.database_url or f"sqlite:///{self.home_dir / 'evalctl.db'}"
 
     @property
     def tracking_uri(self) -> str:
-        """Return the MLflow tracking URI (embedded SQLite by default)."""
-        return self.mlflow_uri or f"sqlite:///{private_file(self.home_dir / 'mlflow.db')}"
+        """Return the MLflow tracking URI (embedded SQLite by default, made 0600 once).
+
+        MLflow opens this file with engines of its own, so it is made private here, the
+        one place every caller resolves it; once per process, as this is read per request.
+        """
+        if self.mlflow_uri:
+            return self.mlflow_uri
+        return f"sqlite:///{_private_once(str(self.home_dir / 'mlflow.db'))}"
 
     @property
     def admin_token_path(self) -> Path:
@@ -151,6 +161,12 @@ def private_file(path: Path) -> Path:
             _make_private(file)
     except OSError:
         pass
+    return path
+
+
+@functools.cache
+def _private_once(path: str) -> str:
+    private_file(Path(path))
     return path
 
 
